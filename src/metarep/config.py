@@ -1,0 +1,271 @@
+"""Run configuration: frozen dataclasses, TOML loading, ``--set`` overrides and validation.
+
+This module is the one place that says what a valid run is. Every invalid value raises
+:class:`ConfigError` with a one-line message naming the key and what is allowed; the CLI turns it
+into exit code 2.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import math
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+METHODS = ("fo_anil", "anil", "fo_maml", "maml", "reptile", "multitask", "moments")
+TASK_COVS = ("identity", "linear")
+DTYPES = ("float32", "float64")
+INF = "inf"
+
+
+class ConfigError(ValueError):
+    """An invalid configuration value; the message names the key and what is allowed."""
+
+
+@dataclass(frozen=True)
+class TaskConfig:
+    """Ground truth of the task distribution (MATH.md §1)."""
+
+    d: int = 50
+    k: int = 5
+    sigma2: float = 4.0
+    task_cov: str = "linear"
+    task_cov_trace: float | None = None  # None -> k
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """Two-layer linear network f(x) = xᵀ B w with B ∈ R^{d×width} (MATH.md §2)."""
+
+    width: int | None = None  # None -> d (the paper's overparametrized setting)
+    init_scale: float = 1.0  # B_0 entries ~ N(0, init_scale² / d)
+
+
+@dataclass(frozen=True)
+class MethodConfig:
+    """Meta-learning method and its step sizes (MATH.md §3)."""
+
+    name: str = "fo_anil"
+    alpha: float = 0.1
+    beta: float = 0.5
+    inner_steps: int = 1
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    """How tasks are presented: a fixed pool, fresh tasks every step, or infinitely many."""
+
+    tasks: int | str = 5000  # an int N, or "inf" for the exact infinite-task regime
+    m_in: int = 20
+    m_out: int = 10
+    task_batch: int | None = None  # tasks per step from the pool; None -> full batch
+    fresh: bool = False  # draw `tasks` new tasks every step instead of a fixed pool
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    """Length, evaluation cadence, seed and numerics of a run."""
+
+    steps: int = 3000
+    seed: int = 0
+    eval_every: int = 10
+    dtype: str = "float32"
+    device: str = "cpu"
+
+
+@dataclass(frozen=True)
+class Config:
+    """A whole run. Build it with :func:`load_config`; it is validated on construction."""
+
+    task: TaskConfig = field(default_factory=TaskConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    method: MethodConfig = field(default_factory=MethodConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+    run: RunConfig = field(default_factory=RunConfig)
+
+    def __post_init__(self) -> None:
+        validate(self)
+
+    # Resolved values (defaults that depend on other keys).
+    @property
+    def width(self) -> int:
+        """Width k' of the representation (defaults to d)."""
+        return self.task.d if self.model.width is None else self.model.width
+
+    @property
+    def cov_trace(self) -> float:
+        """tr Σ* (defaults to k)."""
+        t = self.task.task_cov_trace
+        return float(self.task.k) if t is None else float(t)
+
+    @property
+    def infinite(self) -> bool:
+        """True in the exact infinite-task regime."""
+        return self.data.tasks == INF
+
+    def to_dict(self) -> dict[str, dict[str, Any]]:
+        """Plain nested dict with the resolved width and trace filled in."""
+        out = dataclasses.asdict(self)
+        out["model"]["width"] = self.width
+        out["task"]["task_cov_trace"] = self.cov_trace
+        return out
+
+    def digest(self) -> str:
+        """Short stable hash of the resolved config (names run directories)."""
+        blob = json.dumps(self.to_dict(), sort_keys=True).encode()
+        return hashlib.sha256(blob).hexdigest()[:10]
+
+
+SECTIONS: dict[str, type] = {
+    "task": TaskConfig,
+    "model": ModelConfig,
+    "method": MethodConfig,
+    "data": DataConfig,
+    "run": RunConfig,
+}
+
+
+# --------------------------------------------------------------------------------------------
+# validation
+
+
+def _int(key: str, v: Any, lo: int | None = 1, allow_none: bool = False) -> None:
+    if v is None and allow_none:
+        return
+    if isinstance(v, bool) or not isinstance(v, int):
+        raise ConfigError(f"{key}: must be an integer, got {v!r}")
+    if lo is not None and v < lo:
+        raise ConfigError(f"{key}: must be an integer >= {lo}, got {v}")
+
+
+def _float(key: str, v: Any, positive: bool = True, allow_zero: bool = False) -> None:
+    if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v):
+        raise ConfigError(f"{key}: must be a finite number, got {v!r}")
+    if positive and (v < 0 or (v == 0 and not allow_zero)):
+        allowed = ">= 0" if allow_zero else "> 0"
+        raise ConfigError(f"{key}: must be a number {allowed}, got {v}")
+
+
+def _choice(key: str, v: Any, allowed: tuple[str, ...]) -> None:
+    if v not in allowed:
+        raise ConfigError(f"{key}: must be one of {', '.join(allowed)}; got {v!r}")
+
+
+def validate(cfg: Config) -> None:
+    """Raise :class:`ConfigError` naming the first invalid key."""
+    t, mo, me, da, r = cfg.task, cfg.model, cfg.method, cfg.data, cfg.run
+    _int("task.d", t.d)
+    _int("task.k", t.k)
+    if t.k > t.d:
+        raise ConfigError(f"task.k: must be <= task.d ({t.d}), got {t.k}")
+    _float("task.sigma2", t.sigma2, allow_zero=True)
+    _choice("task.task_cov", t.task_cov, TASK_COVS)
+    if t.task_cov_trace is not None:
+        _float("task.task_cov_trace", t.task_cov_trace)
+    _int("model.width", mo.width, allow_none=True)
+    _float("model.init_scale", mo.init_scale, allow_zero=True)
+    _choice("method.name", me.name, METHODS)
+    _float("method.alpha", me.alpha)
+    _float("method.beta", me.beta)
+    _int("method.inner_steps", me.inner_steps)
+    if da.tasks != INF:
+        _int("data.tasks", da.tasks)
+    _int("data.m_in", da.m_in)
+    _int("data.m_out", da.m_out)
+    _int("data.task_batch", da.task_batch, allow_none=True)
+    if not isinstance(da.fresh, bool):
+        raise ConfigError(f"data.fresh: must be true or false, got {da.fresh!r}")
+    if da.tasks == INF:
+        if da.fresh or da.task_batch is not None:
+            raise ConfigError('data.tasks: "inf" cannot be combined with data.fresh or data.task_batch')
+    elif da.task_batch is not None:
+        if da.fresh:
+            raise ConfigError("data.task_batch: not used with data.fresh (set data.tasks to the tasks per step)")
+        if da.task_batch > da.tasks:
+            raise ConfigError(f"data.task_batch: must be <= data.tasks ({da.tasks}), got {da.task_batch}")
+    _int("run.steps", r.steps, lo=0)
+    _int("run.seed", r.seed, lo=0)
+    _int("run.eval_every", r.eval_every)
+    _choice("run.dtype", r.dtype, DTYPES)
+    if not isinstance(r.device, str) or not (r.device == "cpu" or r.device.startswith("cuda")):
+        raise ConfigError(f"run.device: must be 'cpu' or 'cuda[:N]', got {r.device!r}")
+
+
+# --------------------------------------------------------------------------------------------
+# loading
+
+
+def _normalise(section: str, key: str, v: Any) -> Any:
+    """Map TOML spellings onto config values (``tasks = "inf"`` or ``inf``; ints given as floats)."""
+    if section == "data" and key == "tasks":
+        if v == INF or (isinstance(v, float) and math.isinf(v) and v > 0):
+            return INF
+        if isinstance(v, str):
+            raise ConfigError(f'data.tasks: must be a positive integer or "inf", got {v!r}')
+    if isinstance(v, float) and v.is_integer() and _field_is_int(section, key):
+        return int(v)
+    return v
+
+
+def _field_is_int(section: str, key: str) -> bool:
+    f = {f.name: f for f in dataclasses.fields(SECTIONS[section])}[key]
+    return "int" in str(f.type) and "float" not in str(f.type)
+
+
+def parse_set(item: str) -> tuple[str, str, Any]:
+    """Parse one ``section.key=value`` override; the value is read as TOML, else as a string."""
+    if "=" not in item or "." not in item.split("=", 1)[0]:
+        raise ConfigError(f"--set: expected section.key=value, got {item!r}")
+    lhs, raw = item.split("=", 1)
+    section, key = lhs.strip().split(".", 1)
+    try:
+        value = tomllib.loads(f"v = {raw.strip()}")["v"]
+    except tomllib.TOMLDecodeError:
+        value = raw.strip()
+    return section, key, value
+
+
+def from_dict(raw: dict[str, Any]) -> Config:
+    """Build and validate a :class:`Config` from nested ``{section: {key: value}}``."""
+    parts: dict[str, Any] = {}
+    for section, values in raw.items():
+        if section not in SECTIONS:
+            raise ConfigError(f"{section}: unknown section; allowed: {', '.join(SECTIONS)}")
+        if not isinstance(values, dict):
+            raise ConfigError(f"{section}: must be a table of keys")
+        names = [f.name for f in dataclasses.fields(SECTIONS[section])]
+        for key in values:
+            if key not in names:
+                raise ConfigError(f"{section}.{key}: unknown key; allowed: {', '.join(names)}")
+        parts[section] = SECTIONS[section](**{k: _normalise(section, k, v) for k, v in values.items()})
+    try:
+        return Config(**parts)
+    except TypeError as e:  # pragma: no cover - guarded by the key check above
+        raise ConfigError(str(e)) from None
+
+
+def load_config(path: str | Path | None = None, overrides: list[str] | tuple[str, ...] = ()) -> Config:
+    """Read an optional TOML file, apply ``section.key=value`` overrides, validate.
+
+    With no file the defaults are the paper's setting (MATH.md §7) with FO-ANIL.
+    """
+    raw: dict[str, Any] = {}
+    if path is not None:
+        p = Path(path)
+        if not p.is_file():
+            raise ConfigError(f"config: file not found: {p}")
+        try:
+            raw = tomllib.loads(p.read_text())
+        except tomllib.TOMLDecodeError as e:
+            raise ConfigError(f"config: malformed TOML in {p}: {e}") from None
+    for item in overrides:
+        section, key, value = parse_set(item)
+        raw.setdefault(section, {})
+        if not isinstance(raw[section], dict):
+            raise ConfigError(f"{section}: must be a table of keys")
+        raw[section][key] = value
+    return from_dict(raw)

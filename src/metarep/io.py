@@ -1,0 +1,78 @@
+"""Atomic output files and run provenance (versions, git commit)."""
+
+from __future__ import annotations
+
+import csv
+import io as _io
+import json
+import os
+import platform
+import subprocess
+import tempfile
+from pathlib import Path
+from typing import Any, Iterable
+
+OutputError = OSError
+
+
+def atomic_write_bytes(path: str | Path, data: bytes) -> None:
+    """Write ``data`` to ``path`` via a temporary file in the same folder and ``os.replace``."""
+    path = Path(path)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def write_json(path: str | Path, obj: Any) -> None:
+    """Atomically write ``obj`` as indented JSON."""
+    atomic_write_bytes(path, (json.dumps(obj, indent=2) + "\n").encode())
+
+
+def write_csv(path: str | Path, rows: Iterable[dict[str, Any]]) -> None:
+    """Atomically write tidy rows (dicts with the same keys) as CSV."""
+    rows = list(rows)
+    buf = _io.StringIO()
+    if rows:
+        writer = csv.DictWriter(buf, fieldnames=list(rows[0]), lineterminator="\n")
+        writer.writeheader()
+        writer.writerows(rows)
+    atomic_write_bytes(path, buf.getvalue().encode())
+
+
+def ensure_writable_dir(path: str | Path) -> Path:
+    """Create ``path`` if needed and check a file can be written there; raise ``OSError`` if not."""
+    path = Path(path)
+    path.mkdir(parents=True, exist_ok=True)
+    probe = tempfile.NamedTemporaryFile(dir=path, prefix=".probe.", delete=True)
+    probe.close()
+    return path
+
+
+def git_commit() -> str:
+    """The commit of the source tree metarep is imported from, or ``unknown``."""
+    here = Path(__file__).resolve().parent
+    try:
+        out = subprocess.run(
+            ["git", "rev-parse", "HEAD"], cwd=here, capture_output=True, text=True, timeout=5, check=True
+        ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain", "--untracked-files=no"], cwd=here, capture_output=True, text=True, timeout=5
+        ).stdout.strip()
+        return out + ("-dirty" if dirty else "")
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+
+
+def versions() -> dict[str, str]:
+    """Versions of metarep and the libraries that determine its numbers."""
+    import numpy
+    import torch
+
+    from . import __version__
+
+    return {"metarep": __version__, "torch": torch.__version__, "numpy": numpy.__version__, "python": platform.python_version()}

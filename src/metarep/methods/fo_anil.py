@@ -1,0 +1,33 @@
+"""First-order ANIL (MATH.md §3): adapt the head on the inner set, differentiate the outer loss
+at the adapted head as if the adaptation were constant.
+
+Per task ``i``:  ``w_i = w − α Bᵀ g_in``,  ``g_out = X_outᵀ(X_out B w_i − y_out) / m_out``;
+outer gradient ``(g_out w_iᵀ, Bᵀ g_out)`` averaged over tasks.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from ..models import LinearParams
+from ..tasks import TaskBatch
+from ._linear import adapt_head, task_grad
+
+
+def fo_anil_terms(
+    params: LinearParams, batch: TaskBatch, alpha: float, inner_steps: int = 1
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per-task pieces of the FO-ANIL gradient: ``g_out (N, d)`` and adapted heads ``W (N, k')``."""
+    B, w = params
+    W = adapt_head(B, w, batch.X_in, batch.y_in, alpha, inner_steps)  # w_i
+    g_out = task_grad(batch.X_out, batch.y_out, W @ B.T)  # X_outᵀ(X_out B w_i − y_out)/m_out
+    return g_out, W
+
+
+def fo_anil_grad(params: LinearParams, batch: TaskBatch, alpha: float, inner_steps: int = 1) -> LinearParams:
+    """Mean FO-ANIL outer gradient over the tasks of ``batch``: ``(d, k')`` and ``(k',)``."""
+    g_out, W = fo_anil_terms(params, batch, alpha, inner_steps)
+    n = g_out.shape[0]
+    grad_B = g_out.T @ W / n  # mean_i g_out w_iᵀ
+    grad_w = g_out.mean(0) @ params.B  # mean_i Bᵀ g_out
+    return LinearParams(grad_B, grad_w)

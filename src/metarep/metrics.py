@@ -1,0 +1,63 @@
+"""Representation metrics (MATH.md §6). All are invariant to ``B → B O`` for orthogonal ``O``.
+
+Computed in float64 whatever the run's dtype.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+
+from .tasks import LinearRepTasks
+
+
+def signal_eigs(B: torch.Tensor, B_star: torch.Tensor) -> torch.Tensor:
+    """Eigenvalues of ``B*ᵀ B Bᵀ B*`` ascending, ``(k,)``."""
+    Psi = B_star.T @ B.to(B_star)
+    return torch.linalg.eigvalsh(Psi @ Psi.T)
+
+
+def perp_norms(B: torch.Tensor, B_perp: torch.Tensor) -> tuple[float, float]:
+    """``(‖B⊥ᵀB‖₂², ‖B⊥ᵀB‖_F²)``."""
+    Phi = B_perp.T @ B.to(B_perp)
+    if Phi.numel() == 0:
+        return 0.0, 0.0
+    s = torch.linalg.svdvals(Phi)
+    return float(s[0] ** 2), float((s**2).sum())
+
+
+def subspace_sin(B: torch.Tensor, B_star: torch.Tensor) -> float:
+    """Sine of the largest principal angle between span(B*) and the top-k left singular vectors of B.
+
+    With width ``k' < k`` the top-``k'`` directions are compared (is span(B) inside span(B*)?).
+    """
+    B = B.to(B_star)
+    k = min(B_star.shape[1], B.shape[1])
+    U = torch.linalg.svd(B, full_matrices=False).U[:, :k]
+    resid = U - B_star @ (B_star.T @ U)  # (I − B*B*ᵀ) U
+    return float(torch.linalg.matrix_norm(resid, ord=2).clamp(max=1.0))
+
+
+def effective_rank(B: torch.Tensor) -> float:
+    """Entropy effective rank ``exp(−Σ p_i log p_i)``, ``p_i = s_i / Σ s`` over singular values of B."""
+    s = torch.linalg.svdvals(B.to(torch.float64))
+    total = float(s.sum())
+    if total == 0.0:
+        return 0.0
+    p = s / total
+    p = p[p > 0]
+    return math.exp(float(-(p * p.log()).sum()))
+
+
+def representation_metrics(B: torch.Tensor, w: torch.Tensor, tasks: LinearRepTasks) -> dict[str, object]:
+    """All metrics of MATH.md §6 for one state, as plain Python numbers and lists."""
+    perp2, perpF = perp_norms(B, tasks.B_perp)
+    return {
+        "signal_eigs": signal_eigs(B, tasks.B_star).tolist(),
+        "perp_norm2": perp2,
+        "perp_fro2": perpF,
+        "subspace_sin": subspace_sin(B, tasks.B_star),
+        "effective_rank": effective_rank(B),
+        "head_norm": float(torch.linalg.vector_norm(w.to(torch.float64))),
+    }

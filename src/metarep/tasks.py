@@ -1,0 +1,183 @@
+"""Linear shared-representation tasks (MATH.md §1).
+
+The noiseless ground truth (``B*``, ``Σ*``, ``σ²``) lives in :class:`LinearRepTasks`; sampling
+noisy data from it returns a :class:`TaskBatch`, a tuple of tensors with a leading task axis.
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import torch
+
+
+class TaskBatch(NamedTuple):
+    """Samples of N tasks, split into inner (support) and outer (query) sets.
+
+    Shapes: ``X_in (N, m_in, d)``, ``y_in (N, m_in)``, ``X_out (N, m_out, d)``, ``y_out (N, m_out)``.
+    """
+
+    X_in: torch.Tensor
+    y_in: torch.Tensor
+    X_out: torch.Tensor
+    y_out: torch.Tensor
+
+    @property
+    def num_tasks(self) -> int:
+        return self.X_in.shape[0]
+
+    def select(self, idx: torch.Tensor) -> "TaskBatch":
+        """The tasks at indices ``idx`` (1-D long tensor)."""
+        return TaskBatch(*(t[idx] for t in self))
+
+    def merged(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """All ``m = m_in + m_out`` samples of each task: ``X (N, m, d)``, ``y (N, m)``."""
+        return torch.cat([self.X_in, self.X_out], 1), torch.cat([self.y_in, self.y_out], 1)
+
+
+def task_cov_diag(k: int, kind: str, trace: float | None = None) -> torch.Tensor:
+    """Diagonal of Σ*, float64 ``(k,)``: ``identity`` or ``linear`` ∝ (1, …, k), scaled to ``trace``.
+
+    ``trace`` defaults to k (MATH.md §1, our choice).
+    """
+    if kind == "identity":
+        s = torch.ones(k, dtype=torch.float64)
+    elif kind == "linear":
+        s = torch.arange(1, k + 1, dtype=torch.float64)
+    else:
+        raise ValueError(f"task_cov: must be 'identity' or 'linear', got {kind!r}")
+    trace = float(k) if trace is None else float(trace)
+    return s * (trace / s.sum())
+
+
+def orthonormal_complement(Q: torch.Tensor) -> torch.Tensor:
+    """Orthonormal basis ``(d, d - k)`` of the complement of the orthonormal columns of ``Q (d, k)``."""
+    d, k = Q.shape
+    full, _ = torch.linalg.qr(torch.cat([Q, torch.eye(d, dtype=Q.dtype, device=Q.device)], 1))
+    # The first k columns of `full` span Q; the next d - k complete the basis.
+    return full[:, k:d]
+
+
+class LinearRepTasks:
+    """Task distribution ``θ = B* w*``, ``w* ~ N(0, Σ*)``, ``x ~ N(0, I_d)``, ``y = ⟨θ, x⟩ + ε``.
+
+    **Arguments:**
+
+    - ``B_star``: ``(d, k)`` orthonormal columns.
+    - ``sigma_diag``: ``(k,)`` diagonal of Σ* (``w*`` has independent coordinates).
+    - ``sigma2``: noise variance σ².
+    - ``dtype``: dtype of sampled data. The ground truth is kept in float64 for the metrics.
+    """
+
+    def __init__(
+        self,
+        B_star: torch.Tensor,
+        sigma_diag: torch.Tensor,
+        sigma2: float,
+        dtype: torch.dtype = torch.float64,
+    ):
+        self.B_star = B_star.to(torch.float64)
+        self.sigma_diag = sigma_diag.to(self.B_star)
+        self.sigma2 = float(sigma2)
+        self.B_perp = orthonormal_complement(self.B_star)
+        self.dtype = dtype
+        self._B_sample = self.B_star.to(dtype)
+        self._scale_sample = self.sigma_diag.sqrt().to(dtype)
+
+    @classmethod
+    def create(
+        cls,
+        d: int,
+        k: int,
+        sigma2: float,
+        task_cov: str = "linear",
+        task_cov_trace: float | None = None,
+        *,
+        generator: torch.Generator,
+        dtype: torch.dtype = torch.float64,
+        device: str | torch.device = "cpu",
+    ) -> "LinearRepTasks":
+        """Draw ``B*`` once (QR of a Gaussian ``d×k`` matrix) and build the distribution."""
+        G = torch.randn(d, k, generator=generator, dtype=torch.float64)
+        Q, R = torch.linalg.qr(G)
+        Q = Q * torch.sign(torch.diagonal(R))  # unique QR: a deterministic function of G
+        return cls(Q.to(device=device), task_cov_diag(k, task_cov, task_cov_trace), sigma2, dtype)
+
+    @property
+    def d(self) -> int:
+        return self.B_star.shape[0]
+
+    @property
+    def k(self) -> int:
+        return self.B_star.shape[1]
+
+    @property
+    def S(self) -> torch.Tensor:
+        """``S = E[θθᵀ] = B* Σ* B*ᵀ``, ``(d, d)``."""
+        return (self.B_star * self.sigma_diag) @ self.B_star.T
+
+    @property
+    def trace(self) -> float:
+        """tr Σ*."""
+        return float(self.sigma_diag.sum())
+
+    def sample_thetas(self, n: int, generator: torch.Generator) -> torch.Tensor:
+        """Regressors ``θ_i = B* w*_i`` of ``n`` new tasks, ``(n, d)``, in the sampling dtype."""
+        z = torch.randn(n, self.k, generator=generator, dtype=self.dtype, device=self.B_star.device)
+        return (z * self._scale_sample) @ self._B_sample.T
+
+    def sample_data(
+        self, thetas: torch.Tensor, m: int, generator: torch.Generator
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """``m`` noisy samples for each regressor: ``X (n, m, d)``, ``y (n, m)``."""
+        n, d = thetas.shape
+        kw = dict(generator=generator, dtype=thetas.dtype, device=thetas.device)
+        X = torch.randn(n, m, d, **kw)
+        y = torch.bmm(X, thetas.unsqueeze(-1)).squeeze(-1)
+        if self.sigma2 > 0:
+            y = y + self.sigma2**0.5 * torch.randn(n, m, **kw)
+        return X, y
+
+    def sample(self, n: int, m_in: int, m_out: int, generator: torch.Generator) -> TaskBatch:
+        """``n`` fresh tasks with ``m_in`` inner and ``m_out`` outer samples each."""
+        X, y = self.sample_data(self.sample_thetas(n, generator), m_in + m_out, generator)
+        split = (X[:, :m_in], y[:, :m_in], X[:, m_in:], y[:, m_in:])
+        return TaskBatch(*(t.contiguous() for t in split))
+
+
+class TaskPool:
+    """A fixed pool of N tasks (finite regime): every step sees all of them, or a random mini-batch.
+
+    ``batches()`` yields the tasks of one step.
+    """
+
+    def __init__(self, pool: TaskBatch, task_batch: int | None, generator: torch.Generator):
+        self.pool = pool
+        self.task_batch = task_batch
+        self.generator = generator
+
+    def batches(self):
+        if self.task_batch is None or self.task_batch >= self.pool.num_tasks:
+            yield self.pool
+        else:
+            idx = torch.randperm(self.pool.num_tasks, generator=self.generator, device=self.pool.X_in.device)
+            yield self.pool.select(idx[: self.task_batch])
+
+
+class FreshTasks:
+    """``n`` new tasks every step (fresh regime), generated in chunks of at most ``chunk`` tasks so
+    that memory stays bounded however large ``n`` is."""
+
+    def __init__(
+        self, tasks: LinearRepTasks, n: int, m_in: int, m_out: int, generator: torch.Generator, chunk: int | None = None
+    ):
+        self.tasks, self.n, self.m_in, self.m_out, self.generator = tasks, n, m_in, m_out, generator
+        # about 2^22 numbers (16 MB in float32) per chunk
+        self.chunk = chunk or max(1, 2**22 // ((m_in + m_out) * tasks.d))
+
+    def batches(self):
+        done = 0
+        while done < self.n:
+            c = min(self.chunk, self.n - done)
+            yield self.tasks.sample(c, self.m_in, self.m_out, self.generator)
+            done += c

@@ -1,0 +1,152 @@
+"""The training loop: config → tasks → method → steps → metrics.
+
+The loop does not know which method it runs: it asks :mod:`metarep.methods` for a gradient
+function and applies ``params ← params − β · grad``. It evaluates every ``run.eval_every`` steps,
+stops on NaN/inf (keeping the last finite state), and stops cleanly on Ctrl-C.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Callable
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+from .config import Config
+from .methods import expected_grad_fn, outer_grad_fn
+from .metrics import representation_metrics
+from .models import LinearParams, axpy, init_linear
+from .tasks import FreshTasks, LinearRepTasks, TaskPool
+from .theory import predictions
+
+DTYPES = {"float32": torch.float32, "float64": torch.float64}
+
+
+@dataclass
+class RunResult:
+    """What a run produced. ``status`` is ``complete``, ``diverged`` or ``interrupted``."""
+
+    config: Config
+    params: LinearParams
+    tasks: LinearRepTasks
+    history: list[dict[str, float]]
+    summary: dict[str, object]
+    status: str
+    message: str = ""
+    seeds: dict[str, int] = field(default_factory=dict)
+
+
+def seeds_for(seed: int) -> dict[str, int]:
+    """Independent seeds for the ground truth, the initialisation and the data, from one seed."""
+    children = np.random.SeedSequence(seed).spawn(3)
+    return {name: int(c.generate_state(1, dtype=np.uint64)[0] >> 1) for name, c in zip(("truth", "init", "data"), children)}
+
+
+def _generator(seed: int, device: str) -> torch.Generator:
+    g = torch.Generator(device=device)
+    g.manual_seed(seed)
+    return g
+
+
+def build(cfg: Config) -> tuple[LinearRepTasks, LinearParams, Callable[[LinearParams], LinearParams], dict[str, int]]:
+    """Ground truth, initial parameters and the gradient function of one step."""
+    dtype, dev = DTYPES[cfg.run.dtype], cfg.run.device
+    seeds = seeds_for(cfg.run.seed)
+    t = cfg.task
+    tasks = LinearRepTasks.create(
+        t.d, t.k, t.sigma2, t.task_cov, cfg.cov_trace, generator=_generator(seeds["truth"], "cpu"), dtype=dtype, device=dev
+    )
+    params = init_linear(
+        t.d, cfg.width, init_scale=cfg.model.init_scale, generator=_generator(seeds["init"], "cpu"), dtype=dtype, device=dev
+    )
+    me, da = cfg.method, cfg.data
+    if cfg.infinite:
+        grad = expected_grad_fn(me.name, me.alpha, me.inner_steps, da.m_in, tasks)
+        return tasks, params, grad, seeds
+
+    gen = _generator(seeds["data"], dev)
+    if da.fresh:
+        source = FreshTasks(tasks, da.tasks, da.m_in, da.m_out, gen)
+    else:
+        source = TaskPool(tasks.sample(da.tasks, da.m_in, da.m_out, gen), da.task_batch, gen)
+    batch_grad = outer_grad_fn(me.name, me.alpha, me.inner_steps)
+
+    def grad(params: LinearParams) -> LinearParams:
+        total, n = None, 0
+        for batch in source.batches():  # one batch, or chunks of fresh tasks
+            g = batch_grad(params, batch)
+            c = batch.num_tasks
+            total = LinearParams(*(x * c for x in g)) if total is None else axpy(total, g, -c)
+            n += c
+        return LinearParams(*(x / n for x in total))
+
+    return tasks, params, grad, seeds
+
+
+def _row(step: int, params: LinearParams, tasks: LinearRepTasks, alpha: float) -> dict[str, float]:
+    m = representation_metrics(params.B, params.w, tasks)
+    row: dict[str, float] = {"step": step}
+    for j, e in enumerate(m.pop("signal_eigs"), 1):
+        row[f"signal_eig_{j}"] = e
+    row.update(m)
+    row["perp_rate"] = step * row["perp_norm2"]  # t · ‖B⊥ᵀB_t‖₂², predicted to converge (§5.2)
+    return row
+
+
+def _finite(params: LinearParams) -> bool:
+    return bool(torch.isfinite(params.B).all() and torch.isfinite(params.w).all())
+
+
+def train(cfg: Config, *, progress: bool | None = None, on_eval: Callable[[dict], None] | None = None) -> RunResult:
+    """Run ``cfg`` and return its history and summary. ``progress=None`` shows a bar on a TTY only."""
+    t0 = time.perf_counter()
+    tasks, params, grad, seeds = build(cfg)
+    beta, steps, every = cfg.method.beta, cfg.run.steps, cfg.run.eval_every
+    history = [_row(0, params, tasks, cfg.method.alpha)]
+    status, message, done = "complete", "", 0
+    bar = tqdm(total=steps, disable=(not progress) if progress is not None else None, unit="step", leave=False)
+    try:
+        for step in range(1, steps + 1):
+            new = axpy(params, grad(params), beta)
+            if not _finite(new):
+                status = "diverged"
+                message = (
+                    f"diverged at step {step}: parameters became NaN/inf; lower method.beta "
+                    f"(now {beta}, try {beta / 2:g}), or method.alpha (now {cfg.method.alpha}) if that is not enough"
+                )
+                break
+            params, done = new, step
+            if step % every == 0 or step == steps:
+                history.append(_row(step, params, tasks, cfg.method.alpha))
+                if on_eval is not None:
+                    on_eval(history[-1])
+                bar.set_postfix(perp_norm2=f"{history[-1]['perp_norm2']:.3g}", sin=f"{history[-1]['subspace_sin']:.2g}")
+            bar.update(1)
+    except KeyboardInterrupt:
+        status, message = "interrupted", f"interrupted after step {done}"
+    finally:
+        bar.close()
+    if history[-1]["step"] != done:
+        history.append(_row(done, params, tasks, cfg.method.alpha))
+    summary = _summary(cfg, history, params, status, time.perf_counter() - t0)
+    return RunResult(cfg, params, tasks, history, summary, status, message, seeds)
+
+
+def _summary(cfg: Config, history: list[dict], params: LinearParams, status: str, wall: float) -> dict[str, object]:
+    last = history[-1]
+    k = cfg.task.k
+    out: dict[str, object] = {
+        "status": status,
+        "regime": "infinite" if cfg.infinite else ("fresh" if cfg.data.fresh else "finite"),
+        "method": cfg.method.name,
+        "steps": int(last["step"]),
+        "signal_eigs": [last[f"signal_eig_{j}"] for j in range(1, k + 1)],
+    }
+    out.update(predictions(cfg))
+    for key in ("perp_norm2", "perp_fro2", "perp_rate", "subspace_sin", "effective_rank", "head_norm"):
+        out[key] = last[key]
+    out["wall_seconds"] = wall
+    return out

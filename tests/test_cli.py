@@ -1,0 +1,122 @@
+"""`metarep run`: outputs, determinism, and one-line errors with exit code 2 on bad input."""
+
+import csv
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+from typer.testing import CliRunner
+
+from metarep.cli import app
+
+SMALL = ["--set", "task.d=12", "--set", "data.tasks=50", "--set", "run.steps=30", "--set", "run.eval_every=10"]
+SUMMARY_KEYS = {"steps", "signal_eigs", "predicted_signal_eigs", "perp_norm2", "perp_fro2", "predicted_perp_rate",
+                "subspace_sin", "head_norm", "wall_seconds", "status"}
+
+
+def invoke(*args):
+    return CliRunner().invoke(app, list(args))
+
+
+def test_run_writes_every_output(tmp_path):
+    out = tmp_path / "r"
+    res = invoke("run", *SMALL, "--out", str(out))
+    assert res.exit_code == 0, res.output
+    for name in ("config.json", "history.csv", "summary.json", "dynamics.png"):
+        assert (out / name).stat().st_size > 0
+    summary = json.loads((out / "summary.json").read_text())
+    assert SUMMARY_KEYS <= set(summary) and summary["status"] == "complete" and summary["steps"] == 30
+    assert len(summary["signal_eigs"]) == 5 == len(summary["predicted_signal_eigs"])
+    rows = list(csv.DictReader((out / "history.csv").open()))
+    assert [int(r["step"]) for r in rows] == [0, 10, 20, 30]
+    cfg = json.loads((out / "config.json").read_text())
+    assert cfg["config"]["task"]["d"] == 12 and cfg["config"]["model"]["width"] == 12
+    assert {"torch", "metarep", "python"} <= set(cfg["versions"]) and "git_commit" in cfg and "seeds" in cfg
+    assert not [p for p in os.listdir(out) if p.endswith(".tmp")]
+
+
+def test_config_file_and_overrides(tmp_path):
+    conf = tmp_path / "c.toml"
+    conf.write_text('[task]\nd = 10\nk = 3\ntask_cov = "identity"\n[data]\ntasks = "inf"\n[run]\nsteps = 20\n')
+    out = tmp_path / "r"
+    res = invoke("run", str(conf), "--set", "model.width=4", "--out", str(out))
+    assert res.exit_code == 0, res.output
+    s = json.loads((out / "summary.json").read_text())
+    assert s["regime"] == "infinite" and len(s["signal_eigs"]) == 3
+    assert json.loads((out / "config.json").read_text())["config"]["model"]["width"] == 4
+
+
+def test_same_seed_same_numbers(tmp_path):
+    outs = []
+    for name in ("a", "b"):
+        res = invoke("run", *SMALL, "--out", str(tmp_path / name))
+        assert res.exit_code == 0
+        s = json.loads((tmp_path / name / "summary.json").read_text())
+        s.pop("wall_seconds")
+        outs.append(s)
+    assert outs[0] == outs[1]
+    res = invoke("run", *SMALL, "--set", "run.seed=1", "--out", str(tmp_path / "c"))
+    s = json.loads((tmp_path / "c" / "summary.json").read_text())
+    assert s["signal_eigs"] != outs[0]["signal_eigs"]
+
+
+BAD = [
+    (["--set", "task.d=0"], "task.d"),
+    (["--set", "task.d=-3"], "task.d"),
+    (["--set", "task.k=60"], "task.k"),
+    (["--set", "model.width=0"], "model.width"),
+    (["--set", "method.alpha=0"], "method.alpha"),
+    (["--set", "method.beta=-0.5"], "method.beta"),
+    (["--set", "method.name=sgd"], "method.name"),
+    (["--set", "method.lr=1"], "method.lr"),
+    (["--set", "nosuch.key=1"], "nosuch"),
+    (["--set", "data.m_in=0"], "data.m_in"),
+    (["--set", "data.tasks=abc"], "data.tasks"),
+    (["--set", "data.tasks=0"], "data.tasks"),
+    (["--set", "run.dtype=float16"], "run.dtype"),
+    (["--set", "run.steps=-1"], "run.steps"),
+    (["--set", "task.sigma2=-1"], "task.sigma2"),
+    (["--set", "task.task_cov=diag"], "task.task_cov"),
+    (["--set", "nodot=1"], "--set"),
+]
+
+
+@pytest.mark.parametrize("args,key", BAD)
+def test_bad_values_exit_2_naming_the_key(tmp_path, args, key):
+    res = invoke("run", *args, "--out", str(tmp_path / "r"))
+    assert res.exit_code == 2
+    lines = res.output.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: ") and key in lines[0], res.output
+    assert not (tmp_path / "r" / "summary.json").exists()
+
+
+def test_malformed_toml_and_missing_file(tmp_path):
+    bad = tmp_path / "bad.toml"
+    bad.write_text("[task\nd = 3\n")
+    res = invoke("run", str(bad))
+    assert res.exit_code == 2 and "malformed TOML" in res.output and len(res.output.strip().splitlines()) == 1
+    res = invoke("run", str(tmp_path / "missing.toml"))
+    assert res.exit_code == 2 and "not found" in res.output
+
+
+def test_unwritable_out_is_an_error_without_traceback(tmp_path):
+    blocker = tmp_path / "file"
+    blocker.write_text("x")
+    proc = subprocess.run([sys.executable, "-m", "metarep.cli", "run", *SMALL, "--out", str(blocker / "sub")],
+                          capture_output=True, text=True)
+    assert proc.returncode == 2
+    assert proc.stderr.strip().startswith("error: --out") and "Traceback" not in proc.stderr
+    assert len(proc.stderr.strip().splitlines()) == 1
+
+
+def test_divergence_stops_and_says_which_step_size(tmp_path):
+    out = tmp_path / "r"
+    res = invoke("run", "--set", "data.tasks=inf", "--set", "method.beta=500", "--set", "run.steps=200",
+                 "--set", "task.d=10", "--out", str(out))
+    assert res.exit_code == 1
+    assert "diverged" in res.output and "method.beta" in res.output
+    s = json.loads((out / "summary.json").read_text())
+    assert s["status"] == "diverged" and s["steps"] < 200
+    assert all(v == v for v in s["signal_eigs"])  # the last finite state, no NaN
