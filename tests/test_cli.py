@@ -10,6 +10,8 @@ import pytest
 from typer.testing import CliRunner
 
 from metarep.cli import app
+from metarep.metrics import signal_eigs
+from metarep.outputs import load_run
 
 SMALL = ["--set", "task.d=12", "--set", "data.tasks=50", "--set", "run.steps=30", "--set", "run.eval_every=10"]
 SUMMARY_KEYS = {"steps", "signal_eigs", "predicted_signal_eigs", "perp_norm2", "perp_fro2", "predicted_perp_rate",
@@ -35,6 +37,10 @@ def test_run_writes_every_output(tmp_path):
     assert cfg["config"]["task"]["d"] == 12 and cfg["config"]["model"]["width"] == 12
     assert {"torch", "metarep", "python"} <= set(cfg["versions"]) and "git_commit" in cfg and "seeds" in cfg
     assert not [p for p in os.listdir(out) if p.endswith(".tmp")]
+    run = load_run(out)
+    assert run.params.B.shape == (12, 12) and run.config.task.d == 12 and run.summary["steps"] == 30
+    sig = signal_eigs(run.params.B, run.tasks.B_star).tolist()
+    assert sig == pytest.approx(summary["signal_eigs"], rel=1e-6)
 
 
 def test_config_file_and_overrides(tmp_path):

@@ -1,12 +1,62 @@
-"""Write a run's outputs: ``config.json``, ``history.csv``, ``summary.json``, ``dynamics.png``."""
+"""A run's outputs: ``config.json``, ``params.npz``, ``history.csv``, ``dynamics.png``,
+``summary.json``; and :func:`load_run` to read a finished run back."""
 
 from __future__ import annotations
 
+import io
+import json
 from pathlib import Path
+from typing import NamedTuple
 
-from .io import git_commit, versions, write_csv, write_json
+import numpy as np
+import torch
+
+from .config import Config, from_dict
+from .io import atomic_write_bytes, git_commit, versions, write_csv, write_json
+from .models import LinearParams
 from .plots import plot_dynamics
-from .train import RunResult
+from .tasks import LinearRepTasks
+from .train import DTYPES, RunResult
+
+
+class LoadedRun(NamedTuple):
+    """A finished run read back from its folder."""
+
+    config: Config
+    params: LinearParams  # final (B, w), in the run's dtype, on the CPU
+    tasks: LinearRepTasks  # the run's ground truth (B*, Σ*, σ²)
+    summary: dict
+
+
+def save_params(path: str | Path, result: RunResult) -> None:
+    """Final parameters and ground truth as ``.npz`` (read back without unpickling)."""
+    buf = io.BytesIO()
+    arrays = {
+        "B": result.params.B.detach().cpu().numpy(),
+        "w": result.params.w.detach().cpu().numpy(),
+        "B_star": result.tasks.B_star.cpu().numpy(),
+        "sigma_diag": result.tasks.sigma_diag.cpu().numpy(),
+    }
+    np.savez(buf, **arrays)
+    atomic_write_bytes(path, buf.getvalue())
+
+
+def load_run(run_dir: str | Path) -> LoadedRun:
+    """Read the config, final parameters, ground truth and summary of a finished run.
+
+    Raises ``FileNotFoundError`` when ``run_dir`` does not hold a finished run.
+    """
+    d = Path(run_dir)
+    for name in ("config.json", "params.npz", "summary.json"):
+        if not (d / name).is_file():
+            raise FileNotFoundError(f"{d}: not a finished metarep run (no {name})")
+    cfg = from_dict(json.loads((d / "config.json").read_text())["config"])
+    with np.load(d / "params.npz", allow_pickle=False) as z:
+        arr = {k: torch.from_numpy(z[k].copy()) for k in z.files}
+    dtype = DTYPES[cfg.run.dtype]
+    params = LinearParams(arr["B"].to(dtype), arr["w"].to(dtype))
+    tasks = LinearRepTasks(arr["B_star"], arr["sigma_diag"], cfg.task.sigma2, dtype)
+    return LoadedRun(cfg, params, tasks, json.loads((d / "summary.json").read_text()))
 
 
 def save_run(result: RunResult, out_dir: str | Path) -> Path:
@@ -21,6 +71,7 @@ def save_run(result: RunResult, out_dir: str | Path) -> Path:
         out / "config.json",
         {"config": cfg.to_dict(), "digest": cfg.digest(), "seeds": result.seeds, "versions": versions(), "git_commit": git_commit()},
     )
+    save_params(out / "params.npz", result)
     write_csv(out / "history.csv", result.history)
     title = (
         f"{cfg.method.name}, {result.summary['regime']} tasks"
