@@ -126,3 +126,17 @@ def test_divergence_stops_and_says_which_step_size(tmp_path):
     s = json.loads((out / "summary.json").read_text())
     assert s["status"] == "diverged" and s["steps"] < 200
     assert all(v == v for v in s["signal_eigs"])  # the last finite state, no NaN
+
+
+@pytest.mark.parametrize("args", [
+    ["--set", "method.name=multitask", "--set", "data.tasks=inf"],
+    ["--set", "method.name=moments", "--set", "data.fresh=true"],
+    ["--set", "method.name=reptile", "--set", "data.tasks=inf"],
+    ["--set", "method.name=anil", "--set", "data.tasks=inf", "--set", "method.inner_steps=2"],
+    ["--set", "method.impl=jit"],
+    ["--set", "method.optimizer=adam"],
+])
+def test_method_regime_mismatch_exits_2(tmp_path, args):
+    res = invoke("run", *args, "--out", str(tmp_path / "r"))
+    assert res.exit_code == 2 and res.output.startswith("error: "), res.output
+    assert len(res.output.strip().splitlines()) == 1

@@ -73,3 +73,32 @@ def test_fresh_tasks_match_pool_on_average(make_cfg):
                    "run.eval_every=100")
     r = train(cfg, progress=False)
     assert r.summary["subspace_sin"] < 0.5 and r.summary["regime"] == "fresh"
+
+
+@pytest.mark.parametrize("name", ["anil", "maml", "fo_maml"])
+def test_other_methods_reach_the_fo_anil_limit_in_the_infinite_regime(make_cfg, name):
+    """MATH.md §5.1: ANIL and MAML converge to the same B*ᵀBBᵀB* limit as FO-ANIL."""
+    cfg = make_cfg(*INF, f"method.name={name}", "task.d=20", "model.width=20", "run.steps=3000",
+                   "run.eval_every=1000")
+    s = train(cfg, progress=False).summary
+    got, want = np.array(s["signal_eigs"]), np.array(s["predicted_signal_eigs"])
+    assert np.max(np.abs(got - want) / want) < 1e-6
+    assert s["head_norm"] == 0.0
+
+
+@pytest.mark.parametrize("optimizer,steps", [("lbfgs", 30), ("gd", 1500)])
+def test_multitask_baseline_learns_the_subspace(make_cfg, optimizer, steps):
+    cfg = make_cfg("method.name=multitask", f'method.optimizer="{optimizer}"', "task.d=10", "model.width=10",
+                   "data.tasks=300", f"run.steps={steps}", "run.eval_every=50", 'run.dtype="float64"',
+                   "method.beta=0.1")
+    r = train(cfg, progress=False)
+    assert r.history[0]["subspace_sin"] > 0.8
+    assert r.summary["subspace_sin"] < 0.3, r.summary["subspace_sin"]
+    assert r.params.W.shape == (300, 10)
+
+
+def test_moments_is_one_shot(make_cfg):
+    cfg = make_cfg("method.name=moments", "task.d=10", "data.tasks=3000", "run.steps=50")
+    r = train(cfg, progress=False)
+    assert r.summary["steps"] == 1 and r.params.B.shape == (10, 5)
+    assert r.summary["subspace_sin"] < 0.5

@@ -17,6 +17,9 @@ from pathlib import Path
 from typing import Any
 
 METHODS = ("fo_anil", "anil", "fo_maml", "maml", "reptile", "multitask", "moments")
+BASELINES = ("multitask", "moments")
+IMPLS = ("closed_form", "autodiff")
+OPTIMIZERS = ("lbfgs", "gd")
 TASK_COVS = ("identity", "linear")
 DTYPES = ("float32", "float64")
 INF = "inf"
@@ -51,8 +54,11 @@ class MethodConfig:
 
     name: str = "fo_anil"
     alpha: float = 0.1
-    beta: float = 0.5
+    beta: float = 0.5  # outer step; Reptile's interpolation; multitask's step with optimizer = "gd"
     inner_steps: int = 1
+    impl: str = "closed_form"  # or "autodiff" (torch.func) for the meta-learning methods
+    optimizer: str = "lbfgs"  # multitask only: "lbfgs" or "gd"
+    balance: float = 1.0  # multitask only: weight λ of the balancing term (λ/8)‖BᵀB − WᵀW‖²
 
 
 @dataclass(frozen=True)
@@ -172,6 +178,9 @@ def validate(cfg: Config) -> None:
     _float("method.alpha", me.alpha)
     _float("method.beta", me.beta)
     _int("method.inner_steps", me.inner_steps)
+    _choice("method.impl", me.impl, IMPLS)
+    _choice("method.optimizer", me.optimizer, OPTIMIZERS)
+    _float("method.balance", me.balance, allow_zero=True)
     if da.tasks != INF:
         _int("data.tasks", da.tasks)
     _int("data.m_in", da.m_in)
@@ -187,6 +196,11 @@ def validate(cfg: Config) -> None:
             raise ConfigError("data.task_batch: not used with data.fresh (set data.tasks to the tasks per step)")
         if da.task_batch > da.tasks:
             raise ConfigError(f"data.task_batch: must be <= data.tasks ({da.tasks}), got {da.task_batch}")
+    if me.name in BASELINES and (da.tasks == INF or da.fresh or da.task_batch is not None):
+        raise ConfigError(
+            f"data.tasks: method {me.name} needs a fixed pool of N tasks, full batch "
+            "(an integer data.tasks, data.fresh = false, no data.task_batch)"
+        )
     _int("run.steps", r.steps, lo=0)
     _int("run.seed", r.seed, lo=0)
     _int("run.eval_every", r.eval_every)

@@ -50,6 +50,14 @@ def effective_rank(B: torch.Tensor) -> float:
     return math.exp(float(-(p * p.log()).sum()))
 
 
+def head_norm(w: torch.Tensor) -> float:
+    """``‖w‖`` for one head ``(k',)``; the root-mean-square head norm for one head per task ``(N, k')``."""
+    w = w.to(torch.float64)
+    if w.dim() == 1:
+        return float(torch.linalg.vector_norm(w))
+    return float((w**2).sum(1).mean().sqrt()) if w.numel() else 0.0
+
+
 def representation_metrics(B: torch.Tensor, w: torch.Tensor, tasks: LinearRepTasks) -> dict[str, object]:
     """All metrics of MATH.md §6 for one state, as plain Python numbers and lists."""
     perp2, perpF = perp_norms(B, tasks.B_perp)
@@ -59,5 +67,5 @@ def representation_metrics(B: torch.Tensor, w: torch.Tensor, tasks: LinearRepTas
         "perp_fro2": perpF,
         "subspace_sin": subspace_sin(B, tasks.B_star),
         "effective_rank": effective_rank(B),
-        "head_norm": float(torch.linalg.vector_norm(w.to(torch.float64))),
+        "head_norm": head_norm(w),
     }

@@ -31,9 +31,12 @@ class LoadedRun(NamedTuple):
 def save_params(path: str | Path, result: RunResult) -> None:
     """Final parameters and ground truth as ``.npz`` (read back without unpickling)."""
     buf = io.BytesIO()
+    B, head = (p.detach().cpu() for p in result.params[:2])
     arrays = {
-        "B": result.params.B.detach().cpu().numpy(),
-        "w": result.params.w.detach().cpu().numpy(),
+        "B": B.numpy(),
+        # one head (k',); for multitask the mean of its per-task heads, which are kept as "W" (N, k')
+        "w": (head if head.dim() == 1 else head.mean(0)).numpy(),
+        **({"W": head.numpy()} if head.dim() == 2 else {}),
         "B_star": result.tasks.B_star.cpu().numpy(),
         "sigma_diag": result.tasks.sigma_diag.cpu().numpy(),
     }

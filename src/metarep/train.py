@@ -9,16 +9,16 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
-from typing import Callable
+from typing import Callable, NamedTuple
 
 import numpy as np
 import torch
 from tqdm.auto import tqdm
 
 from .config import Config
-from .methods import expected_grad_fn, outer_grad_fn
+from .methods import Stepper, make_stepper
 from .metrics import representation_metrics
-from .models import LinearParams, axpy, init_linear
+from .models import init_linear
 from .tasks import FreshTasks, LinearRepTasks, TaskPool
 from .theory import predictions
 
@@ -30,7 +30,7 @@ class RunResult:
     """What a run produced. ``status`` is ``complete``, ``diverged`` or ``interrupted``."""
 
     config: Config
-    params: LinearParams
+    params: NamedTuple  # (B, w) for meta-learning; (B, W) with one head per task for multitask
     tasks: LinearRepTasks
     history: list[dict[str, float]]
     summary: dict[str, object]
@@ -51,8 +51,8 @@ def _generator(seed: int, device: str) -> torch.Generator:
     return g
 
 
-def build(cfg: Config) -> tuple[LinearRepTasks, LinearParams, Callable[[LinearParams], LinearParams], dict[str, int]]:
-    """Ground truth, initial parameters and the gradient function of one step."""
+def build(cfg: Config) -> tuple[LinearRepTasks, NamedTuple, Stepper, dict[str, int]]:
+    """Ground truth, initial state and the stepper of one run."""
     dtype, dev = DTYPES[cfg.run.dtype], cfg.run.device
     seeds = seeds_for(cfg.run.seed)
     t = cfg.task
@@ -62,32 +62,20 @@ def build(cfg: Config) -> tuple[LinearRepTasks, LinearParams, Callable[[LinearPa
     params = init_linear(
         t.d, cfg.width, init_scale=cfg.model.init_scale, generator=_generator(seeds["init"], "cpu"), dtype=dtype, device=dev
     )
-    me, da = cfg.method, cfg.data
-    if cfg.infinite:
-        grad = expected_grad_fn(me.name, me.alpha, me.inner_steps, da.m_in, tasks)
-        return tasks, params, grad, seeds
-
-    gen = _generator(seeds["data"], dev)
-    if da.fresh:
-        source = FreshTasks(tasks, da.tasks, da.m_in, da.m_out, gen)
-    else:
-        source = TaskPool(tasks.sample(da.tasks, da.m_in, da.m_out, gen), da.task_batch, gen)
-    batch_grad = outer_grad_fn(me.name, me.alpha, me.inner_steps)
-
-    def grad(params: LinearParams) -> LinearParams:
-        total, n = None, 0
-        for batch in source.batches():  # one batch, or chunks of fresh tasks
-            g = batch_grad(params, batch)
-            c = batch.num_tasks
-            total = LinearParams(*(x * c for x in g)) if total is None else axpy(total, g, -c)
-            n += c
-        return LinearParams(*(x / n for x in total))
-
-    return tasks, params, grad, seeds
+    da = cfg.data
+    source: TaskPool | FreshTasks | None = None
+    if not cfg.infinite:
+        gen = _generator(seeds["data"], dev)
+        if da.fresh:
+            source = FreshTasks(tasks, da.tasks, da.m_in, da.m_out, gen)
+        else:
+            source = TaskPool(tasks.sample(da.tasks, da.m_in, da.m_out, gen), da.task_batch, gen)
+    stepper = make_stepper(cfg, tasks, source)
+    return tasks, stepper.init(params), stepper, seeds
 
 
-def _row(step: int, params: LinearParams, tasks: LinearRepTasks, alpha: float) -> dict[str, float]:
-    m = representation_metrics(params.B, params.w, tasks)
+def _row(step: int, params: NamedTuple, tasks: LinearRepTasks, alpha: float) -> dict[str, float]:
+    m = representation_metrics(params[0], params[1], tasks)
     row: dict[str, float] = {"step": step}
     for j, e in enumerate(m.pop("signal_eigs"), 1):
         row[f"signal_eig_{j}"] = e
@@ -96,21 +84,22 @@ def _row(step: int, params: LinearParams, tasks: LinearRepTasks, alpha: float) -
     return row
 
 
-def _finite(params: LinearParams) -> bool:
-    return bool(torch.isfinite(params.B).all() and torch.isfinite(params.w).all())
+def _finite(params: NamedTuple) -> bool:
+    return all(bool(torch.isfinite(p).all()) for p in params)
 
 
 def train(cfg: Config, *, progress: bool | None = None, on_eval: Callable[[dict], None] | None = None) -> RunResult:
     """Run ``cfg`` and return its history and summary. ``progress=None`` shows a bar on a TTY only."""
     t0 = time.perf_counter()
-    tasks, params, grad, seeds = build(cfg)
-    beta, steps, every = cfg.method.beta, cfg.run.steps, cfg.run.eval_every
+    tasks, params, stepper, seeds = build(cfg)
+    beta, every = cfg.method.beta, cfg.run.eval_every
+    steps = min(cfg.run.steps, 1) if stepper.one_shot else cfg.run.steps
     history = [_row(0, params, tasks, cfg.method.alpha)]
     status, message, done = "complete", "", 0
     bar = tqdm(total=steps, disable=(not progress) if progress is not None else None, unit="step", leave=False)
     try:
         for step in range(1, steps + 1):
-            new = axpy(params, grad(params), beta)
+            new = stepper.step(params)
             if not _finite(new):
                 status = "diverged"
                 message = (
@@ -135,7 +124,7 @@ def train(cfg: Config, *, progress: bool | None = None, on_eval: Callable[[dict]
     return RunResult(cfg, params, tasks, history, summary, status, message, seeds)
 
 
-def _summary(cfg: Config, history: list[dict], params: LinearParams, status: str, wall: float) -> dict[str, object]:
+def _summary(cfg: Config, history: list[dict], params: NamedTuple, status: str, wall: float) -> dict[str, object]:
     last = history[-1]
     k = cfg.task.k
     out: dict[str, object] = {

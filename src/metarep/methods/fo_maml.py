@@ -1,0 +1,27 @@
+"""First-order MAML (MATH.md §3): adapt head and representation, take the outer gradient at the
+adapted point.
+
+Per task ``i``: ``B_i = B − α g_in wᵀ``, ``w_i = w − α Bᵀ g_in``, ``g_out`` at ``u_i = B_i w_i``;
+outer gradient ``(g_out w_iᵀ, B_iᵀ g_out)``. ``B_i`` is never formed: ``B_i w_i = B w_i − α g_in (w·w_i)``
+and ``B_iᵀ g_out = Bᵀ g_out − α w (g_in·g_out)``. One inner step; more run through
+:mod:`metarep.methods.generic`.
+"""
+
+from __future__ import annotations
+
+from ..models import LinearParams
+from ..tasks import TaskBatch
+from ._linear import task_grad
+
+
+def fo_maml_grad(params: LinearParams, batch: TaskBatch, alpha: float) -> LinearParams:
+    """Mean FO-MAML outer gradient over the tasks of ``batch``: ``(d, k')`` and ``(k',)``."""
+    B, w = params
+    g_in = task_grad(batch.X_in, batch.y_in, B @ w)  # (N, d)
+    W = w - alpha * (g_in @ B)  # w_i
+    U = W @ B.T - alpha * (W @ w)[:, None] * g_in  # u_i = B_i w_i, (N, d)
+    g_out = task_grad(batch.X_out, batch.y_out, U)
+    n = batch.num_tasks
+    grad_B = g_out.T @ W / n  # mean g_out w_iᵀ
+    grad_w = g_out.mean(0) @ B - alpha * (g_in * g_out).sum(1).mean() * w  # mean B_iᵀ g_out
+    return LinearParams(grad_B, grad_w)
