@@ -21,5 +21,8 @@ demo: $(STAMP)
 test: $(STAMP)
 	$(PY) -m pytest
 
+bench: $(STAMP)
+	$(VENV)/bin/metarep bench
+
 clean:
 	rm -rf runs .pytest_cache

@@ -63,3 +63,22 @@ def test_float32_closed_form_close_to_float64():
     g32 = fo_anil_grad(p32, b32, 0.2)
     for a, b in zip(g64, g32):
         assert torch.allclose(a, b.double(), atol=1e-5)
+
+
+def test_chunked_steps_equal_one_batch():
+    """A step over a pool in chunks, or over fresh tasks generated in chunks, is the one-batch mean."""
+    from metarep.methods import chunked_mean
+    from metarep.tasks import FreshTasks, TaskPool
+
+    params, batch = _setup(6, n=11)
+    fn = lambda p, b: fo_anil_grad(p, b, 0.2)  # noqa: E731
+    whole = fn(params, batch)
+    chunked = chunked_mean(fn, TaskPool(batch, None, gen(0), chunk=4))(params)
+    for a, b in zip(whole, chunked):
+        assert torch.allclose(a, b, atol=1e-12)
+    t = LinearRepTasks.create(10, 4, 0.3, generator=gen(0))
+    fresh = FreshTasks(t, 11, 5, 3, gen(3), chunk=4)
+    chunks = list(FreshTasks(t, 11, 5, 3, gen(3), chunk=4).batches())
+    same = type(batch)(*(torch.cat(x) for x in zip(*chunks)))
+    for a, b in zip(fn(params, same), chunked_mean(fn, fresh)(params)):
+        assert torch.allclose(a, b, atol=1e-12)

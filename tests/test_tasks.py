@@ -46,6 +46,10 @@ def test_pool_minibatches_and_fresh_chunks():
     pool = TaskPool(t.sample(10, 3, 2, gen(0)), task_batch=4, generator=gen(1))
     (b,) = list(pool.batches())
     assert b.num_tasks == 4
+    pool = TaskPool(t.sample(10, 3, 2, gen(0)), task_batch=None, generator=gen(1), chunk=4)
+    chunks = list(pool.batches())
+    assert [c.num_tasks for c in chunks] == [4, 4, 2]
+    assert torch.equal(torch.cat([c.X_out for c in chunks]), pool.pool.X_out)
     fresh = FreshTasks(t, 10, 3, 2, gen(0), chunk=3)
     sizes = [c.num_tasks for c in fresh.batches()]
     assert sizes == [3, 3, 3, 1]

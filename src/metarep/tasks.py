@@ -145,23 +145,37 @@ class LinearRepTasks:
         return TaskBatch(*(t.contiguous() for t in split))
 
 
+def chunk_size(m: int, d: int, numbers: int) -> int:
+    """Tasks per chunk so that a chunk of ``X (chunk, m, d)`` holds about ``numbers`` numbers."""
+    return max(1, numbers // (m * d))
+
+
+def split(batch: TaskBatch, chunk: int):
+    """Consecutive slices (views) of at most ``chunk`` tasks."""
+    for i in range(0, batch.num_tasks, chunk):
+        yield TaskBatch(*(t[i : i + chunk] for t in batch))
+
+
 class TaskPool:
     """A fixed pool of N tasks (finite regime): every step sees all of them, or a random mini-batch.
 
-    ``batches()`` yields the tasks of one step.
+    ``batches()`` yields the tasks of one step in cache-sized chunks (about 2^19 numbers, 2 MB in
+    float32, each), so that the two passes a method makes over a chunk's samples hit the cache.
     """
 
-    def __init__(self, pool: TaskBatch, task_batch: int | None, generator: torch.Generator):
+    def __init__(self, pool: TaskBatch, task_batch: int | None, generator: torch.Generator, chunk: int | None = None):
         self.pool = pool
         self.task_batch = task_batch
         self.generator = generator
+        m = pool.X_in.shape[1] + pool.X_out.shape[1]
+        self.chunk = chunk or chunk_size(m, pool.X_in.shape[2], 2**19)
 
     def batches(self):
-        if self.task_batch is None or self.task_batch >= self.pool.num_tasks:
-            yield self.pool
-        else:
+        batch = self.pool
+        if self.task_batch is not None and self.task_batch < self.pool.num_tasks:
             idx = torch.randperm(self.pool.num_tasks, generator=self.generator, device=self.pool.X_in.device)
-            yield self.pool.select(idx[: self.task_batch])
+            batch = self.pool.select(idx[: self.task_batch])
+        yield from split(batch, self.chunk)
 
 
 class FreshTasks:
@@ -172,8 +186,7 @@ class FreshTasks:
         self, tasks: LinearRepTasks, n: int, m_in: int, m_out: int, generator: torch.Generator, chunk: int | None = None
     ):
         self.tasks, self.n, self.m_in, self.m_out, self.generator = tasks, n, m_in, m_out, generator
-        # about 2^22 numbers (16 MB in float32) per chunk
-        self.chunk = chunk or max(1, 2**22 // ((m_in + m_out) * tasks.d))
+        self.chunk = chunk or chunk_size(m_in + m_out, tasks.d, 2**22)  # 16 MB in float32
 
     def batches(self):
         done = 0

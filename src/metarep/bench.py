@@ -1,0 +1,151 @@
+"""Benchmarks of the FO-ANIL step, measured side by side in one process (``metarep bench``).
+
+Paths compared on the same tasks and parameters:
+
+- ``loop``: a Python loop over tasks with autograd, as the older libraries do (timed on a few
+  hundred tasks and scaled to N);
+- ``vmap``: ``torch.func.vmap`` of ``grad`` (:mod:`metarep.methods.generic`);
+- ``closed_xb``: the batched closed form that forms ``X @ B`` (``N×m×k'``);
+- ``fast``: :func:`metarep.methods.fo_anil.fo_anil_grad`, never forming ``X @ B``, over the
+  pool in cache-sized chunks, as ``metarep run`` does (``fast_1chunk``: the same in one piece);
+- ``floor``: four plain reads of the task tensors (two of ``X_in``, two of ``X_out``).
+
+Plus the infinite-regime step (independent of N) and the peak resident memory of one step over
+10⁶ fresh tasks generated in chunks (measured in a child process).
+"""
+
+from __future__ import annotations
+
+import json
+import resource
+import statistics
+import subprocess
+import sys
+import time
+from typing import Callable
+
+import torch
+
+from .methods import chunked_mean, generic_linear_grad
+from .methods.fo_anil import fo_anil_grad
+from .models import LinearParams, init_linear
+from .population import fo_anil_expected_grad
+from .tasks import FreshTasks, LinearRepTasks, TaskBatch, TaskPool
+
+SETTINGS = {
+    "paper": dict(d=50, k=5, width=50, n=5000, m_in=20, m_out=10),
+    "large": dict(d=200, k=5, width=200, n=20000, m_in=20, m_out=10),
+}
+
+
+def median_time(fn: Callable[[], object], repeats: int, warmup: int = 1) -> float:
+    """Median wall time of ``fn()`` in seconds over ``repeats`` calls, after ``warmup`` calls."""
+    for _ in range(warmup):
+        fn()
+    times = []
+    for _ in range(repeats):
+        t = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t)
+    return statistics.median(times)
+
+
+def fo_anil_grad_xb(params: LinearParams, batch: TaskBatch, alpha: float) -> LinearParams:
+    """FO-ANIL in closed form through the features ``Z = X B`` (``N×m×k'``), the usual way."""
+    B, w = params
+    Z_in, Z_out = batch.X_in @ B, batch.X_out @ B  # (N, m, k')
+    r_in = Z_in @ w - batch.y_in
+    W = w - alpha * torch.einsum("nmk,nm->nk", Z_in, r_in) / Z_in.shape[1]
+    r_out = torch.einsum("nmk,nk->nm", Z_out, W) - batch.y_out
+    g_out = torch.einsum("nmd,nm->nd", batch.X_out, r_out) / Z_out.shape[1]
+    return LinearParams(g_out.T @ W / W.shape[0], g_out.mean(0) @ B)
+
+
+def fo_anil_loop(params: LinearParams, batch: TaskBatch, alpha: float) -> LinearParams:
+    """FO-ANIL one task at a time with autograd (the reference the older libraries implement)."""
+    gB, gw = torch.zeros_like(params.B), torch.zeros_like(params.w)
+    for X_in, y_in, X_out, y_out in zip(*batch):
+        B = params.B.clone().requires_grad_(True)
+        w = params.w.clone().requires_grad_(True)
+        (g,) = torch.autograd.grad(0.5 * ((X_in @ B @ w - y_in) ** 2).mean(), w)
+        wi = w - alpha * g.detach()
+        b_, w_ = torch.autograd.grad(0.5 * ((X_out @ B @ wi - y_out) ** 2).mean(), (B, w))
+        gB += b_
+        gw += w_
+    return LinearParams(gB / batch.num_tasks, gw / batch.num_tasks)
+
+
+def bench_setting(name: str, repeats: int = 5, loop_tasks: int = 200, alpha: float = 0.1) -> dict[str, object]:
+    """Median step times (seconds) of every path on one setting, and their ratios to ``fast``."""
+    s = SETTINGS[name]
+    g = torch.Generator().manual_seed(0)
+    tasks = LinearRepTasks.create(s["d"], s["k"], 4.0, generator=g, dtype=torch.float32)
+    batch = tasks.sample(s["n"], s["m_in"], s["m_out"], g)
+    p = init_linear(s["d"], s["width"], generator=g)
+    p = LinearParams(p.B, 0.1 * torch.randn(s["width"], generator=g))  # a generic, non-zero head
+    small = batch.select(torch.arange(loop_tasks))
+    vmap_fn = generic_linear_grad("fo_anil", alpha, 1)
+    fast_fn = chunked_mean(lambda q, b: fo_anil_grad(q, b, alpha), TaskPool(batch, None, g))
+    times = {
+        "loop": median_time(lambda: fo_anil_loop(p, small, alpha), 1) * s["n"] / loop_tasks,
+        "vmap": median_time(lambda: vmap_fn(p, batch), max(2, repeats // 2)),
+        "closed_xb": median_time(lambda: fo_anil_grad_xb(p, batch, alpha), repeats),
+        "fast": median_time(lambda: fast_fn(p), repeats),
+        "fast_1chunk": median_time(lambda: fo_anil_grad(p, batch, alpha), repeats),
+        "floor": median_time(
+            lambda: (batch.X_in.sum(), batch.X_in.sum(), batch.X_out.sum(), batch.X_out.sum()), repeats
+        ),
+    }
+    inf_B = p._replace(w=torch.zeros_like(p.w))
+    tasks64 = LinearRepTasks(tasks.B_star, tasks.sigma_diag, tasks.sigma2)
+    times["infinite"] = median_time(lambda: fo_anil_expected_grad(inf_B, tasks64, alpha, s["m_in"]), repeats * 10)
+    return {
+        "setting": {**s, "dtype": "float32"},
+        "seconds": times,
+        "ratio_to_fast": {k: v / times["fast"] for k, v in times.items()},
+    }
+
+
+def streaming_peak_memory(n: int = 1_000_000, d: int = 50, width: int = 50, m_in: int = 20, m_out: int = 10) -> dict:
+    """One FO-ANIL step over ``n`` fresh tasks in chunks; returns peak RSS (MB) and the step time."""
+    g = torch.Generator().manual_seed(0)
+    tasks = LinearRepTasks.create(d, 5, 4.0, generator=g, dtype=torch.float32)
+    p = init_linear(d, width, generator=g)
+    source = FreshTasks(tasks, n, m_in, m_out, g)
+    t = time.perf_counter()
+    total = None
+    for batch in source.batches():
+        gr = fo_anil_grad(p, batch, 0.1)
+        c = batch.num_tasks
+        total = [x * c for x in gr] if total is None else [a + x * c for a, x in zip(total, gr)]
+    seconds = time.perf_counter() - t
+    peak_kb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return {"tasks": n, "chunk": source.chunk, "seconds": seconds, "peak_rss_mb": peak_kb / 1024,
+            "full_tensor_mb": n * (m_in + m_out) * d * 4 / 2**20}
+
+
+def run_benchmarks(settings: tuple[str, ...] = ("paper", "large"), streaming_tasks: int = 1_000_000) -> dict:
+    """Every benchmark; the streaming one in a fresh child process so its peak memory is its own."""
+    out: dict[str, object] = {"threads": torch.get_num_threads(), "torch": torch.__version__}
+    out["settings"] = {name: bench_setting(name) for name in settings}
+    code = f"import json; from metarep.bench import streaming_peak_memory as f; print(json.dumps(f({streaming_tasks})))"
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    out["streaming"] = json.loads(proc.stdout.strip().splitlines()[-1])
+    return out
+
+
+def format_table(res: dict) -> str:
+    """A plain-text table of :func:`run_benchmarks`' result."""
+    lines = [f"threads: {res['threads']}   torch {res['torch']}"]
+    for name, r in res["settings"].items():
+        s = r["setting"]
+        lines.append(f"\n{name}: N={s['n']} d={s['d']} width={s['width']} m_in={s['m_in']} m_out={s['m_out']} float32")
+        lines.append(f"  {'path':<10} {'median step':>12} {'x fast':>9}")
+        for k, v in r["seconds"].items():
+            lines.append(f"  {k:<10} {v * 1e3:>9.3f} ms {r['ratio_to_fast'][k]:>9.2f}")
+    st = res["streaming"]
+    lines.append(
+        f"\nstreaming: one step over {st['tasks']:,} fresh tasks in chunks of {st['chunk']}: "
+        f"{st['seconds']:.1f} s, peak RSS {st['peak_rss_mb']:.0f} MB (all tasks at once would be {st['full_tensor_mb']:.0f} MB)"
+    )
+    return "\n".join(lines)
