@@ -58,7 +58,7 @@ def test_width_one_below_k_keeps_top_direction(make_cfg):
 
 
 def test_finite_pool_learns_the_subspace(make_cfg):
-    cfg = make_cfg("data.tasks=2000", "task.d=20", "model.width=20", "run.steps=1000", "run.eval_every=100")
+    cfg = make_cfg("data.tasks=2000", "task.d=20", "model.width=20", "run.steps=600", "run.eval_every=100")
     r = train(cfg, progress=False)
     assert r.history[0]["subspace_sin"] > 0.9
     assert r.summary["subspace_sin"] < 0.3
@@ -69,7 +69,7 @@ def test_finite_pool_learns_the_subspace(make_cfg):
 
 
 def test_fresh_tasks_match_pool_on_average(make_cfg):
-    cfg = make_cfg("data.tasks=2000", "data.fresh=true", "task.d=20", "model.width=20", "run.steps=300",
+    cfg = make_cfg("data.tasks=1000", "data.fresh=true", "task.d=10", "model.width=10", "run.steps=300",
                    "run.eval_every=100")
     r = train(cfg, progress=False)
     assert r.summary["subspace_sin"] < 0.5 and r.summary["regime"] == "fresh"

@@ -21,6 +21,7 @@ BASELINES = ("multitask", "moments")
 IMPLS = ("closed_form", "autodiff")
 OPTIMIZERS = ("lbfgs", "gd")
 TASK_COVS = ("identity", "linear")
+MODEL_KINDS = ("linear", "relu2", "relu3")
 DTYPES = ("float32", "float64")
 INF = "inf"
 
@@ -46,6 +47,7 @@ class ModelConfig:
 
     width: int | None = None  # None -> d (the paper's overparametrized setting)
     init_scale: float = 1.0  # B_0 entries ~ N(0, init_scale² / d)
+    kind: str = "linear"  # "linear", "relu2" (wᵀrelu(Bᵀx)) or "relu3" (wᵀrelu(Cᵀrelu(Bᵀx)))
 
 
 @dataclass(frozen=True)
@@ -174,6 +176,7 @@ def validate(cfg: Config) -> None:
         _float("task.task_cov_trace", t.task_cov_trace)
     _int("model.width", mo.width, allow_none=True)
     _float("model.init_scale", mo.init_scale, allow_zero=True)
+    _choice("model.kind", mo.kind, MODEL_KINDS)
     _choice("method.name", me.name, METHODS)
     _float("method.alpha", me.alpha)
     _float("method.beta", me.beta)
@@ -201,6 +204,11 @@ def validate(cfg: Config) -> None:
             f"data.tasks: method {me.name} needs a fixed pool of N tasks, full batch "
             "(an integer data.tasks, data.fresh = false, no data.task_batch)"
         )
+    if mo.kind != "linear":
+        if da.tasks == INF:
+            raise ConfigError(f'data.tasks: "inf" needs model.kind = "linear" (got {mo.kind!r}); use an integer')
+        if me.name in BASELINES or me.name == "reptile":
+            raise ConfigError(f"method.name: model.kind = {mo.kind!r} runs fo_anil, anil, fo_maml or maml")
     _int("run.steps", r.steps, lo=0)
     _int("run.seed", r.seed, lo=0)
     _int("run.eval_every", r.eval_every)

@@ -39,6 +39,13 @@ def subspace_sin(B: torch.Tensor, B_star: torch.Tensor) -> float:
     return float(torch.linalg.matrix_norm(resid, ord=2).clamp(max=1.0))
 
 
+def span_energy(B: torch.Tensor, B_star: torch.Tensor) -> float:
+    """Fraction of B's energy inside span(B*): ``‖B*ᵀB‖_F² / ‖B‖_F²`` (0 for B = 0)."""
+    B = B.to(B_star)
+    total = float((B**2).sum())
+    return float(((B_star.T @ B) ** 2).sum()) / total if total > 0 else 0.0
+
+
 def effective_rank(B: torch.Tensor) -> float:
     """Entropy effective rank ``exp(−Σ p_i log p_i)``, ``p_i = s_i / Σ s`` over singular values of B."""
     s = torch.linalg.svdvals(B.to(torch.float64))
@@ -61,11 +68,14 @@ def head_norm(w: torch.Tensor) -> float:
 def representation_metrics(B: torch.Tensor, w: torch.Tensor, tasks: LinearRepTasks) -> dict[str, object]:
     """All metrics of MATH.md §6 for one state, as plain Python numbers and lists."""
     perp2, perpF = perp_norms(B, tasks.B_perp)
+    sig = signal_eigs(B, tasks.B_star).tolist()
     return {
-        "signal_eigs": signal_eigs(B, tasks.B_star).tolist(),
+        "signal_eigs": sig,
         "perp_norm2": perp2,
         "perp_fro2": perpF,
+        "perp_rel": perp2 / sig[-1] if sig[-1] > 0 else math.inf,  # ‖B⊥ᵀB‖₂² / ‖B*ᵀB‖₂², scale-free
         "subspace_sin": subspace_sin(B, tasks.B_star),
+        "span_energy": span_energy(B, tasks.B_star),
         "effective_rank": effective_rank(B),
         "head_norm": head_norm(w),
     }

@@ -13,7 +13,7 @@ import torch
 
 from .config import Config, from_dict
 from .io import atomic_write_bytes, git_commit, versions, write_csv, write_json
-from .models import LinearParams
+from .models import LinearParams, Relu3Params
 from .plots import plot_dynamics
 from .tasks import LinearRepTasks
 from .train import DTYPES, RunResult
@@ -23,7 +23,7 @@ class LoadedRun(NamedTuple):
     """A finished run read back from its folder."""
 
     config: Config
-    params: LinearParams  # final (B, w), in the run's dtype, on the CPU
+    params: LinearParams  # final (B, w) (and C for relu3), in the run's dtype, on the CPU
     tasks: LinearRepTasks  # the run's ground truth (B*, Σ*, σ²)
     summary: dict
 
@@ -37,6 +37,8 @@ def save_params(path: str | Path, result: RunResult) -> None:
         # one head (k',); for multitask the mean of its per-task heads, which are kept as "W" (N, k')
         "w": (head if head.dim() == 1 else head.mean(0)).numpy(),
         **({"W": head.numpy()} if head.dim() == 2 else {}),
+        # further layers of non-linear models (e.g. C of relu3), under their field names
+        **{k: v.detach().cpu().numpy() for k, v in result.params._asdict().items() if k not in ("B", "w", "W")},
         "B_star": result.tasks.B_star.cpu().numpy(),
         "sigma_diag": result.tasks.sigma_diag.cpu().numpy(),
     }
@@ -58,6 +60,8 @@ def load_run(run_dir: str | Path) -> LoadedRun:
         arr = {k: torch.from_numpy(z[k].copy()) for k in z.files}
     dtype = DTYPES[cfg.run.dtype]
     params = LinearParams(arr["B"].to(dtype), arr["w"].to(dtype))
+    if cfg.model.kind == "relu3":
+        params = Relu3Params(params.B, params.w, arr["C"].to(dtype))
     tasks = LinearRepTasks(arr["B_star"], arr["sigma_diag"], cfg.task.sigma2, dtype)
     return LoadedRun(cfg, params, tasks, json.loads((d / "summary.json").read_text()))
 

@@ -50,5 +50,81 @@ def plot_dynamics(history: list[dict], summary: dict, title: str, path: str | Pa
         ax2.legend(loc="lower left")
     ax2.set_xlabel("step")
     ax2.set_title("unlearning: energy outside span(B*)")
+    box = _predictions_text(summary)
+    if box:
+        ax2.text(0.98, 0.97, box, transform=ax2.transAxes, ha="right", va="top", fontsize=7.5,
+                 multialignment="left", bbox=dict(boxstyle="round", fc="white", ec="0.7", alpha=0.9))
+    fig.suptitle(title, fontsize=10)
+    save_figure(fig, path)
+
+
+def _predictions_text(summary: dict) -> str:
+    """The theory's one-step risks at ``m = m_in`` and any step-size warning, for a figure's text box."""
+
+    def num(key: str) -> str:
+        v = summary.get(key)
+        return "undefined" if v is None else f"{v:.3g}"
+
+    lines = []
+    if "predicted_risk_m_in" in summary:
+        lines.append("predicted excess risk on a new task, m = m_in:")
+        lines.append(f"  one head step at the limit {num('predicted_risk_m_in')}")
+        lines.append(f"  oracle {num('predicted_oracle_risk_m_in')}, scratch {num('predicted_scratch_risk_m_in')}")
+    if summary.get("step_size_warnings"):
+        lines.append("WARNING: step sizes outside the stable range")
+    return "\n".join(lines)
+
+
+def plot_risk(result: dict, labels: dict[str, str], title: str, path: str | Path) -> None:
+    """Excess risk on new tasks against ``m``, log–log (written by ``metarep evaluate``).
+
+    Monte-Carlo means with ±2 standard errors (markers) and closed forms (lines) of every estimator
+    in ``result["estimators"]``. Points whose expectation is infinite (least squares with ``m``
+    next to its dimension) are left out of the axis range and marked with a triangle at the top.
+    """
+    import math
+
+    ms = result["m_test"]
+    est = result["estimators"]
+    styles = {"learned": ("C0", "o", "-"), "limit": ("k", "x", ":"), "oracle": ("C2", "s", "-"),
+              "scratch": ("C3", "v", "-"), "ls_span_B": ("C1", "D", "--"), "ls_top_k": ("C4", "P", "-")}
+    # y range from the finite closed forms and the Monte-Carlo means where a closed form exists
+    vals = []
+    for e in est.values():
+        for cf, mc in zip(e["closed_form"], e["mc_mean"]):
+            for v in (cf, mc) if math.isfinite(cf) else ():
+                if v > 0:
+                    vals.append(v)
+    vals += [v for v in est["learned"]["mc_mean"] if v > 0] if "learned" in est else []
+    lo, hi = (min(vals) / 2, max(vals) * 2) if vals else (None, None)
+    fig, ax = plt.subplots(figsize=(7.5, 5))
+    any_off = False
+    for i, (name, e) in enumerate(est.items()):
+        color, marker, ls = styles.get(name, (f"C{i}", "o", "-"))
+        ys = [cf if math.isfinite(cf) else math.nan for cf in e["closed_form"]]  # nan breaks the line
+        if any(math.isfinite(v) for v in ys):
+            ax.plot(ms, ys, color=color, ls=ls, lw=1.2, alpha=0.8)
+        inside = [(m, v, s) for m, v, s in zip(ms, e["mc_mean"], e["mc_se"]) if hi is None or v <= hi]
+        if inside:
+            xm, ym, sm = zip(*inside)
+            ax.errorbar(xm, ym, yerr=[2 * s for s in sm], color=color, marker=marker, ls="none", ms=5,
+                        capsize=2, label=labels.get(name, name))
+        off = [m for m, v in zip(ms, e["mc_mean"]) if hi is not None and v > hi]
+        if off:
+            any_off = True
+            ax.plot(off, [hi / 1.15] * len(off), color=color, marker="^", ls="none", ms=7, alpha=0.6)
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+    if lo is not None:
+        ax.set_ylim(lo, hi)
+    ax.set_xticks(ms)
+    ax.set_xticklabels([str(m) for m in ms])
+    ax.minorticks_off()
+    ax.set_xlabel("m: samples of the new task")
+    ax.set_ylabel(r"excess risk $E\|\hat\theta - \theta\|^2$")
+    ax.set_title(f"{result['n_tasks']} new tasks per m; markers: Monte-Carlo ± 2 SE, lines: closed form"
+                 + ("\n(triangles at the top: off the chart, infinite expectation)" if any_off else ""), fontsize=8.5)
+    ax.grid(True, which="major", alpha=0.3)
+    ax.legend(fontsize=8, loc="best")
     fig.suptitle(title, fontsize=10)
     save_figure(fig, path)

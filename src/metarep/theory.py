@@ -1,15 +1,98 @@
-"""The theory's predictions (MATH.md §5) as functions of the task distribution and step sizes."""
+"""The theory's predictions (MATH.md §5) as functions of the task distribution and step sizes.
+
+This module is the one place for predictions. Everything here is closed form, in float64, and
+needs no training:
+
+- the limit of ``B*ᵀ B Bᵀ B*`` (§5.1, §5.3, §5.5) and of ``M = α B Bᵀ``: :func:`limit_gram`,
+  :func:`limit_M`, :func:`predicted_signal_eigs`, :func:`kept_directions`;
+- the unlearning constant ``lim t·‖B⊥ᵀB_t‖₂²`` (§5.2): :func:`predicted_perp_rate`;
+- the one-step adaptation risk on a new task (§5.6) for any ``(B, w)``: :func:`one_step_risk`,
+  and at the limit: :func:`limit_one_step_risk`;
+- least squares on a new task: :func:`oracle_risk`, :func:`scratch_risk`, and on any fixed
+  subspace: :func:`subspace_ls_risk`;
+- a check of the step sizes against the range where the infinite-task dynamics are stable:
+  :func:`check_step_sizes`, :func:`step_size_warning`;
+- :func:`predictions` (the keys ``metarep run`` puts in ``summary.json``) and :func:`report`
+  (what ``metarep theory`` prints).
+
+Risks are excess risks ``E‖θ̂ − θ‖²`` (the test loss minus the noise σ², for ``x ~ N(0, I)``). A
+risk whose expectation is infinite or undefined is returned as ``nan`` (``null`` in JSON).
+"""
 
 from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass
+from typing import Sequence
 
 import torch
 
 from .tasks import task_cov_diag
 
+# Methods whose infinite-task dynamics at w = 0 are B ← B − βα(MG − S)B (FO-MAML ≡ FO-ANIL at w = 0),
+# and those whose dynamics are B ← B − βα(MG + GM − 2S)B (MAML ≡ ANIL at w = 0); MATH.md §4.
+FIRST_ORDER_DYNAMICS = ("fo_anil", "fo_maml")
+SECOND_ORDER_DYNAMICS = ("anil", "maml")
+DEFAULT_M_TEST = (5, 10, 20, 50, 100)
+
+
+def _f64(x: torch.Tensor) -> torch.Tensor:
+    return x.detach().to(torch.float64)
+
 
 def unlearning_b(trace: float, sigma2: float, m_in: int) -> float:
     """``b = (tr Σ* + σ²) / m_in``."""
     return (trace + sigma2) / m_in
+
+
+def lambda_star(sigma_diag: torch.Tensor, sigma2: float, m_in: int) -> torch.Tensor:
+    """Diagonal of ``Λ* = (1 + 1/m_in) Σ* + b I_k``, ``(k,)``, in the order of ``sigma_diag``."""
+    s = _f64(sigma_diag)
+    return (1 + 1 / m_in) * s + unlearning_b(float(s.sum()), sigma2, m_in)
+
+
+def gammas(sigma_diag: torch.Tensor, sigma2: float, m_in: int) -> torch.Tensor:
+    """``γ_j = s_j / ((1 + 1/m_in) s_j + b)``, ``(k,)``, in the order of ``sigma_diag`` (MATH.md §5.1)."""
+    s = _f64(sigma_diag)
+    return s / lambda_star(s, sigma2, m_in)
+
+
+def kept_directions(sigma_diag: torch.Tensor, width: int) -> torch.Tensor:
+    """Indices (into ``sigma_diag``, ascending) of the eigendirections of Σ* that FO-ANIL keeps.
+
+    All ``k`` of them when ``width ≥ k``; the top ``width`` eigenvalues of Σ* when underparametrized
+    (MATH.md §5.5). With tied eigenvalues the limit keeps *some* ``width``-dimensional subspace of
+    the tied eigenspace, depending on the initialisation; this function then names the tied
+    directions with the largest indices (the eigenvalues it implies are the same either way).
+    """
+    s = _f64(sigma_diag)
+    k = s.numel()
+    if width >= k:
+        return torch.arange(k)
+    order = torch.sort(s, stable=True).indices  # ascending; ties keep index order
+    return torch.sort(order[k - width:]).values
+
+
+def limit_gamma(sigma_diag: torch.Tensor, sigma2: float, m_in: int, width: int) -> torch.Tensor:
+    """Eigenvalues of ``α B*ᵀ B_∞ B_∞ᵀ B*`` in the order of ``sigma_diag``: ``γ_j`` on the kept
+    directions, 0 on the others, ``(k,)``."""
+    g = gammas(sigma_diag, sigma2, m_in)
+    out = torch.zeros_like(g)
+    idx = kept_directions(sigma_diag, width)
+    out[idx] = g[idx]
+    return out
+
+
+def limit_gram(sigma_diag: torch.Tensor, sigma2: float, alpha: float, m_in: int, width: int) -> torch.Tensor:
+    """``lim B*ᵀ B_t B_tᵀ B* = α⁻¹ Σ* Λ*⁻¹`` (MATH.md §5.1), restricted to the kept directions when
+    ``width < k`` (§5.5); ``(k, k)``, diagonal in the coordinates of ``B*``."""
+    return torch.diag(limit_gamma(sigma_diag, sigma2, m_in, width) / alpha)
+
+
+def limit_M(B_star: torch.Tensor, sigma_diag: torch.Tensor, sigma2: float, m_in: int, width: int) -> torch.Tensor:
+    """``M_∞ = α B_∞ B_∞ᵀ = B* diag(γ) B*ᵀ`` (MATH.md §5.3), ``(d, d)``; independent of α (§5.4)."""
+    Bs = _f64(B_star)
+    return (Bs * limit_gamma(sigma_diag, sigma2, m_in, width)) @ Bs.T
 
 
 def predicted_signal_eigs(sigma_diag: torch.Tensor, sigma2: float, alpha: float, m_in: int, width: int) -> list[float]:
@@ -18,14 +101,8 @@ def predicted_signal_eigs(sigma_diag: torch.Tensor, sigma2: float, alpha: float,
     ``γ_j / α`` with ``γ_j = s_j / ((1 + 1/m_in) s_j + b)``. With width ``k' < k`` only the top
     ``k'`` eigendirections of Σ* are learned and the other ``k − k'`` eigenvalues are 0.
     """
-    s = torch.sort(sigma_diag.to(torch.float64)).values
-    b = unlearning_b(float(s.sum()), sigma2, m_in)
-    gamma = s / ((1 + 1 / m_in) * s + b)
-    eig = gamma / alpha
-    k = s.numel()
-    if width < k:
-        eig[: k - width] = 0.0
-    return eig.tolist()
+    eig = limit_gamma(sigma_diag, sigma2, m_in, width) / alpha
+    return torch.sort(eig).values.tolist()
 
 
 def predicted_perp_rate(trace: float, sigma2: float, alpha: float, beta: float, m_in: int) -> float:
@@ -33,11 +110,316 @@ def predicted_perp_rate(trace: float, sigma2: float, alpha: float, beta: float, 
     return m_in / (2 * alpha**2 * beta * (trace + sigma2))
 
 
-def predictions(cfg) -> dict[str, object]:
-    """Predictions applicable to a :class:`~metarep.config.Config` (FO-ANIL dynamics at w = 0)."""
+# --------------------------------------------------------------------------------------------
+# risks on a new task (MATH.md §3 baselines, §5.6)
+
+
+def one_step_risk(
+    M: torch.Tensor, S: torch.Tensor, trace: float, sigma2: float, m: int, u: torch.Tensor | None = None
+) -> float:
+    """Excess risk ``E‖θ̂ − θ‖²`` of one head step on ``m`` samples of a new task (MATH.md §5.6).
+
+    The head starts at ``w`` with ``u = B w``; one step of size α on ``‖XBw − y‖²/(2m)`` gives
+    ``θ̂ = B w' = u + M Xᵀ(y − X u)/m`` with ``M = α B Bᵀ``. Expectation over the task, the inputs
+    and the noise, with ``V = S + u uᵀ = E[(θ − u)(θ − u)ᵀ]``::
+
+        E‖θ̂ − θ‖² = tr V − 2 tr(M V) + (1 + 1/m) tr(M² V) + tr(M²) (tr V + σ²) / m
+
+    At ``u = 0`` this is MATH.md's ``tr(M²[(1 + 1/m)S + ((tr Σ* + σ²)/m) I]) − 2 tr(MS) + tr Σ*``.
+
+    **Arguments:** ``M (d, d)`` symmetric, ``S (d, d)`` = ``B* Σ* B*ᵀ``, ``trace`` = tr Σ*,
+    ``sigma2`` = σ², ``m ≥ 1`` samples, ``u (d,)`` or ``None`` for a zero head.
+    """
+    M, S = _f64(M), _f64(S)
+    V, trV = S, float(trace)
+    if u is not None:
+        u = _f64(u)
+        V = S + torch.outer(u, u)
+        trV = trV + float(u @ u)
+    M2 = M @ M
+    return float(
+        trV - 2 * torch.sum(M * V) + (1 + 1 / m) * torch.sum(M2 * V) + torch.trace(M2) * (trV + sigma2) / m
+    )
+
+
+def limit_one_step_risk(sigma_diag: torch.Tensor, sigma2: float, m_in: int, m: int, width: int) -> float:
+    """:func:`one_step_risk` at the FO-ANIL limit ``M_∞ = B* diag(γ) B*ᵀ`` (head at 0), diagonal form::
+
+        Σ_j [ γ_j² ((1 + 1/m) s_j + (tr Σ* + σ²)/m) − 2 γ_j s_j + s_j ]
+
+    It depends on neither d, α nor B* (MATH.md §5.4, §5.6).
+    """
+    s = _f64(sigma_diag)
+    g = limit_gamma(s, sigma2, m_in, width)
+    c = (float(s.sum()) + sigma2) / m
+    return float(torch.sum(g**2 * ((1 + 1 / m) * s + c) - 2 * g * s + s))
+
+
+def subspace_ls_risk(r: int, tr_PS: float, tr_S: float, sigma2: float, m: int) -> float:
+    """Excess risk of least squares restricted to a fixed ``r``-dimensional subspace (projector P).
+
+    ``θ̂ = U ŵ`` with ``U`` an orthonormal basis, ``ŵ`` the (min-norm when ``m < r``) least-squares
+    fit of ``y`` on ``X U``. The part of θ outside the subspace, ``ρ = E‖(I − P)θ‖² = tr S − tr PS``,
+    acts as extra noise independent of ``X U``, so::
+
+        m > r + 1:  ρ + (ρ + σ²) r / (m − r − 1)
+        m < r − 1:  tr(PS) (1 − m/r) + ρ + (ρ + σ²) m / (r − m − 1)      (min-norm)
+
+    and ``nan`` for ``r − 1 ≤ m ≤ r + 1`` (infinite expectation). ``r = 0`` gives ``tr S``. The oracle
+    (P = B*B*ᵀ) and scratch (P = I) are the special cases ``ρ = 0``.
+    """
+    rho = max(tr_S - tr_PS, 0.0)
+    if r == 0:
+        return float(tr_S)
+    if m > r + 1:
+        return rho + (rho + sigma2) * r / (m - r - 1)
+    if m < r - 1:
+        return tr_PS * (1 - m / r) + rho + (rho + sigma2) * m / (r - m - 1)
+    return math.nan
+
+
+def oracle_risk(k: int, trace: float, sigma2: float, m: int) -> float:
+    """Least squares on the true representation ``B*`` (MATH.md §3, §5.6): ``σ² k / (m − k − 1)`` for
+    ``m > k + 1``; below, the min-norm fit ``tr Σ* (1 − m/k) + σ² m / (k − m − 1)`` for ``m < k − 1``;
+    ``nan`` between (infinite expectation)."""
+    return subspace_ls_risk(k, trace, trace, sigma2, m)
+
+
+def scratch_risk(d: int, trace: float, sigma2: float, m: int) -> float:
+    """Least squares in R^d on the new task alone (MATH.md §5.6): ``σ² d / (m − d − 1)`` for
+    ``m > d + 1``; min-norm ``tr Σ* (1 − m/d) + σ² m / (d − m − 1)`` for ``m < d − 1``; ``nan`` between."""
+    return subspace_ls_risk(d, trace, trace, sigma2, m)
+
+
+# --------------------------------------------------------------------------------------------
+# step sizes
+
+
+@dataclass(frozen=True)
+class StepSizeCheck:
+    """One stability condition ``value < limit``; ``ok`` says whether it holds."""
+
+    name: str
+    value: float
+    limit: float
+    ok: bool
+    what: str
+
+
+def init_curvature(d: int, width: int, init_scale: float, lam_max: float, b: float) -> float:
+    """Typical ``‖B_0ᵀ G B_0‖₂`` for ``B_0`` entries ``N(0, init_scale²/d)``, ``G = (1 + 1/m_in)S + bI``:
+    ``init_scale² · max(b (1 + √(k'/d))², λ_max (√(k'/d) + √(1/d))²)`` (the bulk edge of the
+    Marchenko–Pastur law on the ``b`` part, and the largest spike from span(B*)). Within about 20%
+    of the sampled value for the paper's setting."""
+    r = width / d
+    return init_scale**2 * max(b * (1 + math.sqrt(r)) ** 2, lam_max * (math.sqrt(r) + math.sqrt(1 / d)) ** 2)
+
+
+def check_step_sizes(cfg) -> list[StepSizeCheck]:
+    """Check α and β against the range where the infinite-task dynamics at ``w = 0`` are stable.
+
+    With ``h = αβ``, ``s_max`` the largest eigenvalue of Σ*, ``λ_max = (1 + 1/m_in) s_max + b``:
+
+    1. ``limit`` (local stability of the limit). Linearising ``B ← B − βα(MG − S)B`` (FO-ANIL,
+       FO-MAML) around ``N = αΨΨᵀ = Σ*Λ*⁻¹`` gives, for each entry of a perturbation ``E`` of
+       ``N``, ``E_ij ← (1 − h(s_i + s_j)) E_ij``; the limit is stable iff ``h · s_max < 1``.
+       Beyond, the signal eigenvalues oscillate without converging, and further out (about
+       ``h · s_max > 2`` on the paper's setting) they diverge. For ANIL and MAML (``MG + GM − 2S``) the factor is
+       ``1 − h(λ_i + λ_j)(γ_i + γ_j)``, hence ``h · s_max < 1/2``. The directions outside span(B*)
+       contract by ``1 − h s_j`` and ``1 − α²β b φ²``, which this condition already covers near
+       the limit.
+    2. ``init`` (the first steps). The cubic term ``α²β B BᵀG B`` must not overshoot at the
+       initialisation: a direction of ``B`` is multiplied by about ``1 + h s − α²β e`` with ``e`` an
+       eigenvalue of ``B_0ᵀ G B_0``, so ``α²β ‖B_0ᵀGB_0‖₂ < 2`` (twice that for ANIL and MAML),
+       with the typical value of :func:`init_curvature` (a heuristic: a large ``model.init_scale``
+       or a large α makes the first steps blow up).
+    3. ``inner`` (only with ``method.inner_steps > 1``). Gradient descent on the head with
+       ``Σ̂_in`` is stable when ``α ‖B‖₂² ‖Σ̂_in restricted to span(B)‖ < 2``, with
+       ``‖Σ̂‖ ≈ (1 + √(r/m_in))²`` for an ``r``-dimensional span; checked at the initialisation
+       (``r = min(d, k')``) and at the limit (``α‖B_∞‖² = γ_max``, ``r = min(k, k')``), the larger
+       value reported. A single inner step (the theory's case) cannot diverge.
+
+    Methods without these dynamics (reptile, multitask, moments) get no checks. In the finite and
+    fresh regimes the expected update is the same, so the checks apply there as heuristics.
+    """
+    me = cfg.method
+    if me.name not in FIRST_ORDER_DYNAMICS + SECOND_ORDER_DYNAMICS:
+        return []
     s = task_cov_diag(cfg.task.k, cfg.task.task_cov, cfg.cov_trace)
+    a, beta, m_in, d, width = me.alpha, me.beta, cfg.data.m_in, cfg.task.d, cfg.width
+    s_max = float(s.max())
+    b = unlearning_b(float(s.sum()), cfg.task.sigma2, m_in)
+    lam_max = (1 + 1 / m_in) * s_max + b
+    second = me.name in SECOND_ORDER_DYNAMICS
+    out = []
+    lim = 0.5 if second else 1.0
+    v = a * beta * s_max
+    out.append(StepSizeCheck(
+        "limit", v, lim, v < lim,
+        f"alpha*beta*s_max = {v:.3g} must be < {lim:g} for the limit to be stable "
+        "(above, the signal eigenvalues oscillate, and further out diverge); "
+        f"lower method.beta below {lim / (a * s_max):.3g}",
+    ))
+    e0 = init_curvature(d, width, cfg.model.init_scale, lam_max, b)
+    v = a * a * beta * e0 * (2 if second else 1)
+    out.append(StepSizeCheck(
+        "init", v, 2.0, v < 2.0,
+        f"alpha^2*beta*|B_0^T G B_0| = {v:.3g} must be < 2 so the first steps do not overshoot; "
+        "lower method.beta or model.init_scale",
+    ))
+    if me.inner_steps > 1:
+        g_max = float(gammas(s, cfg.task.sigma2, m_in).max())
+        n0 = cfg.model.init_scale**2 * (1 + math.sqrt(width / d)) ** 2  # ‖B_0‖₂², Marchenko–Pastur edge
+        v_init = a * n0 * (1 + math.sqrt(min(d, width) / m_in)) ** 2
+        v_lim = g_max * (1 + math.sqrt(min(cfg.task.k, width) / m_in)) ** 2
+        v = max(v_init, v_lim)
+        out.append(StepSizeCheck(
+            "inner", v, 2.0, v < 2.0,
+            f"alpha*|B|^2*|Sigma_in|_span(B) = {v:.3g} must be < 2 for {me.inner_steps} inner steps to be stable; "
+            "lower method.alpha",
+        ))
+    return out
+
+
+def step_size_warning(cfg) -> str | None:
+    """One line naming every failed :func:`check_step_sizes` condition, or ``None`` when all hold."""
+    bad = [c for c in check_step_sizes(cfg) if not c.ok]
+    if not bad:
+        return None
+    return "step sizes outside the stable range of the infinite-task dynamics: " + "; ".join(c.what for c in bad)
+
+
+def inner_step_value(alpha: float, B: torch.Tensor, m: int) -> float:
+    """``α ‖B‖₂² (1 + √(r/m))²`` for the actual ``B`` (``r`` its rank): several head steps on ``m``
+    samples are stable when this is below 2 (see :func:`check_step_sizes`, check 3)."""
+    B = _f64(B)
+    if B.numel() == 0:
+        return 0.0
+    sv = torch.linalg.svdvals(B)
+    r = int((sv > sv[0] * max(B.shape) * torch.finfo(torch.float64).eps).sum()) if float(sv[0]) > 0 else 0
+    return alpha * float(sv[0]) ** 2 * (1 + math.sqrt(r / m)) ** 2
+
+
+# --------------------------------------------------------------------------------------------
+# everything for one config
+
+
+def _num(x: float) -> float | None:
+    """JSON-safe number: ``nan``/``inf`` become ``None``."""
+    return float(x) if math.isfinite(x) else None
+
+
+def predictions(cfg) -> dict[str, object]:
+    """Predictions applicable to a :class:`~metarep.config.Config`, for ``summary.json``.
+
+    They are the FO-ANIL infinite-task theory at ``w = 0`` (also the limit of FO-MAML, ANIL and
+    MAML at ``w = 0``; the unlearning rate is FO-ANIL's). Keys:
+
+    - ``predicted_signal_eigs``: limit of the eigenvalues of ``B*ᵀBBᵀB*``, ascending (§5.1, §5.5);
+    - ``predicted_perp_rate``: ``lim t·‖B⊥ᵀB_t‖₂²`` (§5.2);
+    - ``predicted_rank``: rank of ``B_∞``, ``min(k, k')`` (§5.3);
+    - ``predicted_risk_m_in``: one-step excess risk at the limit on a new task with ``m = m_in`` (§5.6);
+    - ``predicted_oracle_risk_m_in``, ``predicted_scratch_risk_m_in``: the oracle and scratch at
+      ``m = m_in`` (``null`` where infinite);
+    - ``step_size_warnings``: the failed conditions of :func:`check_step_sizes` (empty when fine).
+    """
+    t = cfg.task
+    s = task_cov_diag(t.k, t.task_cov, cfg.cov_trace)
     a, m = cfg.method.alpha, cfg.data.m_in
     return {
-        "predicted_signal_eigs": predicted_signal_eigs(s, cfg.task.sigma2, a, m, cfg.width),
-        "predicted_perp_rate": predicted_perp_rate(cfg.cov_trace, cfg.task.sigma2, a, cfg.method.beta, m),
+        "predicted_signal_eigs": predicted_signal_eigs(s, t.sigma2, a, m, cfg.width),
+        "predicted_perp_rate": predicted_perp_rate(cfg.cov_trace, t.sigma2, a, cfg.method.beta, m),
+        "predicted_rank": min(t.k, cfg.width),
+        "predicted_risk_m_in": _num(limit_one_step_risk(s, t.sigma2, m, m, cfg.width)),
+        "predicted_oracle_risk_m_in": _num(oracle_risk(t.k, cfg.cov_trace, t.sigma2, m)),
+        "predicted_scratch_risk_m_in": _num(scratch_risk(t.d, cfg.cov_trace, t.sigma2, m)),
+        "step_size_warnings": [c.what for c in check_step_sizes(cfg) if not c.ok],
     }
+
+
+def report(cfg, m_test: Sequence[int] = DEFAULT_M_TEST) -> dict[str, object]:
+    """Every prediction of MATH.md §5 for ``cfg`` (what ``metarep theory`` prints).
+
+    ``risks`` lists, for each ``m`` in ``m_test`` and ``m_in``, the one-step risk at the limit, the
+    oracle and scratch (``None`` where infinite or undefined).
+    """
+    t = cfg.task
+    s = task_cov_diag(t.k, t.task_cov, cfg.cov_trace)
+    a, beta, m_in, width = cfg.method.alpha, cfg.method.beta, cfg.data.m_in, cfg.width
+    g = gammas(s, t.sigma2, m_in)
+    kept = kept_directions(s, width)
+    ms = sorted({int(x) for x in m_test} | {m_in})
+    return {
+        "method": cfg.method.name,
+        "d": t.d,
+        "k": t.k,
+        "width": width,
+        "sigma2": t.sigma2,
+        "sigma_star_diag": s.tolist(),
+        "alpha": a,
+        "beta": beta,
+        "m_in": m_in,
+        "b": unlearning_b(float(s.sum()), t.sigma2, m_in),
+        "gamma": g.tolist(),
+        "kept_directions": [int(i) + 1 for i in kept],  # 1-based indices into Σ*'s diagonal
+        "predicted_signal_eigs": predicted_signal_eigs(s, t.sigma2, a, m_in, width),
+        "predicted_alpha_signal_eigs": torch.sort(limit_gamma(s, t.sigma2, m_in, width)).values.tolist(),
+        "limit_gram_diag": torch.diagonal(limit_gram(s, t.sigma2, a, m_in, width)).tolist(),
+        "predicted_rank": min(t.k, width),
+        "predicted_perp_rate": predicted_perp_rate(cfg.cov_trace, t.sigma2, a, beta, m_in),
+        "risks": [
+            {
+                "m": m,
+                "limit_one_step": _num(limit_one_step_risk(s, t.sigma2, m_in, m, width)),
+                "oracle": _num(oracle_risk(t.k, cfg.cov_trace, t.sigma2, m)),
+                "scratch": _num(scratch_risk(t.d, cfg.cov_trace, t.sigma2, m)),
+            }
+            for m in ms
+        ],
+        "step_size_checks": [asdict(c) for c in check_step_sizes(cfg)],
+    }
+
+
+def format_report(rep: dict) -> str:
+    """:func:`report` as a plain-text table (``metarep theory``)."""
+
+    def fl(xs) -> str:
+        return "[" + ", ".join(f"{x:.4g}" for x in xs) + "]"
+
+    def opt(x) -> str:
+        return "-" if x is None else f"{x:.4g}"
+
+    k, width = rep["k"], rep["width"]
+    kept = "all k" if width >= k else (
+        f"top {width} of Σ*: {', '.join(map(str, rep['kept_directions']))} (underparametrized)"
+    )
+    lines = [
+        f"FO-ANIL theory, infinite tasks, head w = 0 (MATH.md §5); method {rep['method']}",
+        f"  d={rep['d']}, k={k}, width k'={width}, σ²={rep['sigma2']:g}, Σ* diag {fl(rep['sigma_star_diag'])}",
+        f"  α={rep['alpha']:g}, β={rep['beta']:g}, m_in={rep['m_in']}",
+        f"  b = (tr Σ* + σ²)/m_in            {rep['b']:.4g}",
+        f"  γ_j = s_j/((1+1/m_in)s_j + b)    {fl(rep['gamma'])}",
+        f"  directions learned               {kept}",
+        f"  lim eig B*ᵀBBᵀB* (= γ/α)         {fl(rep['predicted_signal_eigs'])}",
+        f"  α × those (α-invariant)          {fl(rep['predicted_alpha_signal_eigs'])}",
+        f"  rank of B_∞                      {rep['predicted_rank']}",
+        f"  lim t·‖B⊥ᵀB_t‖₂² (unlearning)    {rep['predicted_perp_rate']:.4g}",
+        "",
+        "excess risk E‖θ̂ − θ‖² on a new task with m samples ('-': infinite or undefined):",
+        f"  {'m':>6}  {'one step at limit':>17}  {'oracle':>9}  {'scratch':>9}",
+    ]
+    for r in rep["risks"]:
+        mark = "  (m = m_in)" if r["m"] == rep["m_in"] else ""
+        lines.append(
+            f"  {r['m']:>6}  {opt(r['limit_one_step']):>17}  {opt(r['oracle']):>9}  {opt(r['scratch']):>9}{mark}"
+        )
+    lines.append("")
+    checks = rep["step_size_checks"]
+    if not checks:
+        lines.append(f"step sizes: no stability check for method {rep['method']}")
+    else:
+        lines.append("step sizes (stability of the infinite-task dynamics):")
+        for c in checks:
+            lines.append(f"  {'ok     ' if c['ok'] else 'WARNING'} {c['name']:<6} "
+                         f"{c['value']:.3g} < {c['limit']:g}" + ("" if c["ok"] else f": {c['what']}"))
+    return "\n".join(lines)

@@ -18,7 +18,7 @@ from tqdm.auto import tqdm
 from .config import Config
 from .methods import Stepper, make_stepper
 from .metrics import representation_metrics
-from .models import init_linear
+from .models import init_model
 from .tasks import FreshTasks, LinearRepTasks, TaskPool
 from .theory import predictions
 
@@ -59,8 +59,9 @@ def build(cfg: Config) -> tuple[LinearRepTasks, NamedTuple, Stepper, dict[str, i
     tasks = LinearRepTasks.create(
         t.d, t.k, t.sigma2, t.task_cov, cfg.cov_trace, generator=_generator(seeds["truth"], "cpu"), dtype=dtype, device=dev
     )
-    params = init_linear(
-        t.d, cfg.width, init_scale=cfg.model.init_scale, generator=_generator(seeds["init"], "cpu"), dtype=dtype, device=dev
+    params = init_model(
+        cfg.model.kind, t.d, cfg.width, init_scale=cfg.model.init_scale, generator=_generator(seeds["init"], "cpu"),
+        dtype=dtype, device=dev,
     )
     da = cfg.data
     source: TaskPool | FreshTasks | None = None
@@ -135,7 +136,8 @@ def _summary(cfg: Config, history: list[dict], params: NamedTuple, status: str, 
         "signal_eigs": [last[f"signal_eig_{j}"] for j in range(1, k + 1)],
     }
     out.update(predictions(cfg))
-    for key in ("perp_norm2", "perp_fro2", "perp_rate", "subspace_sin", "effective_rank", "head_norm"):
+    for key in ("perp_norm2", "perp_fro2", "perp_rel", "perp_rate", "subspace_sin", "span_energy", "effective_rank",
+                "head_norm"):
         out[key] = last[key]
     out["wall_seconds"] = wall
     return out

@@ -15,7 +15,7 @@ from typing import Callable, NamedTuple
 
 import torch
 
-from ..models import LinearParams, axpy, linear_forward
+from ..models import FORWARDS, LinearParams, axpy, linear_forward
 from ..tasks import FreshTasks, LinearRepTasks, TaskBatch, TaskPool
 from .anil import anil_grad
 from .fo_anil import fo_anil_grad
@@ -69,6 +69,20 @@ def generic_linear_grad(name: str, alpha: float, inner_steps: int) -> GradFn:
     return fn
 
 
+def generic_model_grad(kind: str, name: str, alpha: float, inner_steps: int) -> GradFn:
+    """The ``torch.func`` path of method ``name`` on a model of ``kind`` (any parameter tuple)."""
+    forward = FORWARDS[kind]
+    spec, first_order = GENERIC_SPEC[name]
+
+    def fn(params: NamedTuple, batch: TaskBatch) -> NamedTuple:
+        keys = params._fields if "B" in spec else spec  # MAML-type adapt every layer; ANIL-type the head
+        g = meta_grad(forward, params._asdict(), batch, alpha=alpha, adapt_keys=keys, first_order=first_order,
+                      inner_steps=inner_steps)
+        return type(params)(**g)
+
+    return fn
+
+
 def outer_grad_fn(name: str, alpha: float, inner_steps: int = 1, impl: str = "closed_form") -> GradFn:
     """Mean outer gradient of meta-learning method ``name`` on a batch of tasks.
 
@@ -117,9 +131,9 @@ def chunked_mean(batch_grad: GradFn, source: TaskPool | FreshTasks) -> Callable[
         total, n = None, 0
         for batch in source.batches():
             g, c = batch_grad(params, batch), batch.num_tasks
-            total = LinearParams(*(x * c for x in g)) if total is None else axpy(total, g, -c)
+            total = type(g)(*(x * c for x in g)) if total is None else axpy(total, g, -c)
             n += c
-        return LinearParams(*(x / n for x in total))
+        return type(total)(*(x / n for x in total))
 
     return grad
 
@@ -130,6 +144,8 @@ def make_stepper(cfg, tasks: LinearRepTasks, source: TaskPool | FreshTasks | Non
     if me.name in META_METHODS:
         if source is None:
             grad = expected_grad_fn(me.name, me.alpha, me.inner_steps, cfg.data.m_in, tasks)
+        elif cfg.model.kind != "linear":
+            grad = chunked_mean(generic_model_grad(cfg.model.kind, me.name, me.alpha, me.inner_steps), source)
         else:
             grad = chunked_mean(outer_grad_fn(me.name, me.alpha, me.inner_steps, me.impl), source)
         return Stepper(init=lambda p: p, step=lambda p: axpy(p, grad(p), me.beta))

@@ -1,0 +1,265 @@
+"""Few-shot classification: N-way K-shot episodes on scikit-learn's 8×8 digits (or any
+:class:`~metarep.fewshot.images.ClassImages`), with disjoint meta-train and meta-test classes.
+
+The meta-learners (FO-ANIL and ANIL by default) train a small convolutional network on episodes of
+the meta-train classes. The no-meta-learning baseline trains the same network as an ordinary
+classifier of all meta-train classes; at test time its head is replaced by a zero ``N``-way head
+fine-tuned on the support set with as many steps as the meta-learners and, for each number of
+steps, the best step size of a grid chosen on meta-training episodes (one step from zero is a
+nearest-class-mean classifier on the pretrained features). Accuracy is the mean
+over test episodes with its 95% interval.
+
+Classes: with ``rotations = 4`` (default) every digit in each of its four 90° rotations is a class,
+as is usual for Omniglot; the meta-test digits (default 5–9) and their rotations are never seen in
+meta-training.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+from tqdm.auto import tqdm
+
+from ..learner import METHODS, MetaLearner, mean_ci, tune_inner_lr
+from ._util import spawn_seeds, torch_threads
+from .images import ClassImages, EpisodeSampler, load_digits, rotate_classes
+
+
+def conv_net(ways: int, in_channels: int = 1, image_size: int | tuple[int, int] = 8, channels: int = 32,
+             seed: int | None = None) -> tuple[nn.Sequential, nn.Linear]:
+    """Small CNN: blocks of ``conv3×3(channels) → ReLU → maxpool2`` until the side is below 4, then a linear head.
+
+    Two blocks for 8×8 digits (features of size ``channels · 2 · 2``), three for 28×28. No batch
+    normalisation (its running statistics cannot be kept per task; see :func:`metarep.learner.check_vmappable`).
+    """
+    if seed is not None:
+        torch.manual_seed(seed)
+    h, w = (image_size, image_size) if isinstance(image_size, int) else image_size
+    mods: list[nn.Module] = []
+    c = in_channels
+    while min(h, w) >= 4 or not mods:
+        mods += [nn.Conv2d(c, channels, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2)]
+        c, h, w = channels, h // 2, w // 2
+    mods.append(nn.Flatten())
+    return nn.Sequential(*mods), nn.Linear(channels * h * w, ways)
+
+
+@dataclass(frozen=True)
+class FewShotConfig:
+    """Settings of ``metarep fewshot digits`` / ``images`` (our choices; see the README)."""
+
+    ways: int = 5
+    shots: int = 1
+    queries: int = 5
+    methods: tuple[str, ...] = ("fo_anil", "anil")
+    iterations: int = 500
+    meta_batch: int = 16
+    inner_lr: float = 0.5
+    inner_steps: int = 5
+    outer_lr: float = 3e-3
+    eval_steps: tuple[int, ...] = (1, 5, 10)
+    test_tasks: int = 600
+    channels: int = 32
+    rotations: int = 4
+    test_classes: tuple[str, ...] = ("5", "6", "7", "8", "9")
+    seed: int = 0
+
+    def validate(self) -> None:
+        def need(ok: bool, key: str, allowed: str, value) -> None:
+            if not ok:
+                raise ValueError(f"{key}: must be {allowed}, got {value!r}")
+
+        need(self.ways >= 2, "--ways", ">= 2", self.ways)
+        need(self.shots >= 1, "--shots", ">= 1", self.shots)
+        need(self.queries >= 1, "--queries", ">= 1", self.queries)
+        need(len(self.methods) > 0 and all(m in METHODS and m != "pretrain" for m in self.methods), "--methods",
+             "a comma-separated subset of fo_anil, anil, fo_maml, maml, reptile", ",".join(self.methods))
+        need(self.iterations >= 0, "--iterations", ">= 0", self.iterations)
+        need(self.meta_batch >= 1, "--meta-batch", ">= 1", self.meta_batch)
+        need(self.inner_lr > 0 and math.isfinite(self.inner_lr), "--inner-lr", "> 0", self.inner_lr)
+        need(self.inner_steps >= 1, "--inner-steps", ">= 1", self.inner_steps)
+        need(self.outer_lr > 0 and math.isfinite(self.outer_lr), "--outer-lr", "> 0", self.outer_lr)
+        need(len(self.eval_steps) > 0 and all(isinstance(s, int) and s >= 0 for s in self.eval_steps), "--steps",
+             "integers >= 0", self.eval_steps)
+        need(self.test_tasks >= 2, "--test-tasks", ">= 2", self.test_tasks)
+        need(self.channels >= 1, "--channels", ">= 1", self.channels)
+        need(self.rotations in (1, 2, 3, 4), "--rotations", "1, 2, 3 or 4", self.rotations)
+        need(self.seed >= 0, "--seed", ">= 0", self.seed)
+
+
+@dataclass
+class FewShotResult:
+    config: FewShotConfig
+    rows: list[dict]                      # tidy: method, steps, accuracy, ci95, loss
+    train_classes: tuple[str, ...]
+    test_classes: tuple[str, ...]
+    history: dict[str, list[float]] = field(default_factory=dict)
+    train_seconds: dict[str, float] = field(default_factory=dict)
+    seeds: dict[str, int] = field(default_factory=dict)
+    dataset: str = ""
+
+
+BASELINE_LR_GRID = (1e-4, 3e-4, 1e-3, 3e-3, 0.01, 0.03, 0.1, 0.3, 1.0, 3.0)
+
+
+def _seeds(seed: int) -> dict[str, int]:
+    return spawn_seeds(seed, ("init", "train", "test", "split"))
+
+
+def split_by_class(data: ClassImages, test_classes: tuple[str, ...], rotations: int) -> tuple[ClassImages, ClassImages]:
+    """Meta-train and meta-test sets: ``test_classes`` (names of ``data``'s classes) and their rotations
+    are held out; every other class (and its rotations) is for meta-training."""
+    unknown = [c for c in test_classes if c not in data.class_names]
+    if unknown:
+        raise ValueError(f"--test-classes: {', '.join(unknown)} not among the classes ({', '.join(data.class_names)})")
+    test_ids = [data.class_names.index(c) for c in test_classes]
+    train_ids = [i for i in range(data.num_classes) if i not in test_ids]
+    if not train_ids:
+        raise ValueError("--test-classes: no class is left for meta-training")
+    rot = lambda ids: rotate_classes(data.subset(ids), rotations)  # noqa: E731
+    return rot(train_ids), rot(test_ids)
+
+
+def pretrain_classifier(features: nn.Module, data: ClassImages, cfg: FewShotConfig, generator: torch.Generator,
+                        progress: bool | None = None) -> list[float]:
+    """The baseline: ``features`` + a linear head trained as a classifier of all of ``data``'s classes.
+
+    Same number of steps as the meta-learners, ``meta_batch · ways · (shots + queries)`` images a step.
+    """
+    with torch.no_grad():
+        width = features(data.images[:1]).shape[-1]
+    head = nn.Linear(width, data.num_classes)
+    opt = torch.optim.Adam(list(features.parameters()) + list(head.parameters()), lr=cfg.outer_lr)
+    batch = min(cfg.meta_batch * cfg.ways * (cfg.shots + cfg.queries), len(data.labels))
+    losses = []
+    for _ in tqdm(range(cfg.iterations), disable=None if progress is None else not progress, desc="pretrain", leave=False):
+        idx = torch.randint(len(data.labels), (batch,), generator=generator)
+        loss = F.cross_entropy(head(features(data.images[idx])), data.labels[idx])
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        losses.append(float(loss.detach()))
+    return losses
+
+
+def run_fewshot(train: ClassImages, test: ClassImages, cfg: FewShotConfig, *, progress: bool | None = None,
+                dataset: str = "", threads: int | None = 1) -> FewShotResult:
+    """Meta-train each method on episodes of ``train``'s classes, the baseline as a classifier of them,
+    and score all on the same ``cfg.test_tasks`` episodes of ``test``'s classes."""
+    with torch_threads(threads):
+        return _run_fewshot(train, test, cfg, progress, dataset)
+
+
+def _run_fewshot(train: ClassImages, test: ClassImages, cfg: FewShotConfig, progress: bool | None, dataset: str) -> FewShotResult:
+    cfg.validate()
+    seeds = _seeds(cfg.seed)
+    gen = lambda s: torch.Generator().manual_seed(s)  # noqa: E731
+    test_batch = EpisodeSampler(test, cfg.ways, cfg.shots, cfg.queries, gen(seeds["test"])).sample(cfg.test_tasks)
+    size = tuple(train.images.shape[-2:])
+    channels_in = train.images.shape[1]
+    rows, history, seconds = [], {}, {}
+
+    def score(name: str, learner: MetaLearner, lrs: dict[int, float] | None = None) -> None:
+        for s in sorted(set(cfg.eval_steps)):
+            lr = (lrs or {}).get(s, cfg.inner_lr)
+            res = learner.set_params(inner_lr=lr).evaluate(test_batch, steps=(s,))[s]
+            m, h = mean_ci(res["accuracy"])
+            rows.append({"method": name, "steps": s, "inner_lr": lr, "accuracy": m, "ci95": h,
+                         "loss": float(res["loss"].mean())})
+
+    # the no-meta-learning baseline: a classifier of the meta-train classes, then a new zero head per episode
+    features, _ = conv_net(cfg.ways, channels_in, size, cfg.channels, seed=seeds["init"])
+    t0 = time.perf_counter()
+    history["pretrain"] = pretrain_classifier(features, train, cfg, gen(seeds["train"]), progress)
+    seconds["pretrain"] = time.perf_counter() - t0
+    with torch.no_grad():
+        width = features(train.images[:1]).shape[-1]
+    head = nn.Linear(width, cfg.ways)
+    nn.init.zeros_(head.weight), nn.init.zeros_(head.bias)
+    baseline = MetaLearner(features, head, method="pretrain", inner_lr=cfg.inner_lr, inner_steps=cfg.inner_steps,
+                           loss="cross_entropy", adapt_params=["head"])
+    # its best test-time step size, chosen on episodes of the meta-train classes
+    val = EpisodeSampler(train, cfg.ways, cfg.shots, cfg.queries, gen(seeds["split"])).sample(min(cfg.test_tasks, 200))
+    score("pretrain", baseline, tune_inner_lr(baseline, val, BASELINE_LR_GRID, cfg.eval_steps))
+
+    for method in cfg.methods:
+        features, head = conv_net(cfg.ways, channels_in, size, cfg.channels, seed=seeds["init"])
+        learner = MetaLearner(features, head, method=method, inner_lr=cfg.inner_lr, inner_steps=cfg.inner_steps,
+                              outer_lr=cfg.outer_lr, loss="cross_entropy")
+        source = EpisodeSampler(train, cfg.ways, cfg.shots, cfg.queries, gen(seeds["train"])).batches(cfg.meta_batch)
+        t0 = time.perf_counter()
+        learner.fit(source, iterations=cfg.iterations, progress=progress)
+        seconds[method] = time.perf_counter() - t0
+        history[method] = [h["loss"] for h in learner.history_]
+        score(method, learner)
+    return FewShotResult(cfg, rows, train.class_names, test.class_names, history, seconds, seeds, dataset)
+
+
+def run_digits(cfg: FewShotConfig, *, progress: bool | None = None, threads: int | None = 1) -> FewShotResult:
+    """:func:`run_fewshot` on scikit-learn's digits split by ``cfg.test_classes`` and rotated ``cfg.rotations`` ways."""
+    cfg.validate()
+    train, test = split_by_class(load_digits(), cfg.test_classes, cfg.rotations)
+    return run_fewshot(train, test, cfg, progress=progress, dataset="sklearn digits 8x8", threads=threads)
+
+
+LABELS = {"pretrain": "no meta-learning", "fo_anil": "FO-ANIL", "anil": "ANIL", "fo_maml": "FO-MAML", "maml": "MAML",
+          "reptile": "Reptile"}
+
+
+def plot_fewshot(result: FewShotResult, path: str | Path, test_images: ClassImages | None = None) -> None:
+    """Left: training loss of each method (smoothed). Right: test accuracy with 95% intervals."""
+    from ..plots import plt, save_figure
+
+    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(11, 4))
+    for i, (name, losses) in enumerate(result.history.items()):
+        if not losses:
+            continue
+        w = max(1, len(losses) // 50)
+        smooth = np.convolve(losses, np.ones(w) / w, mode="valid")
+        ax1.plot(np.arange(len(smooth)) + w, smooth, color="k" if name == "pretrain" else f"C{i}",
+                 ls="--" if name == "pretrain" else "-", label=LABELS.get(name, name))
+    ax1.set_xlabel("outer step")
+    ax1.set_ylabel("training loss (query, after adaptation)")
+    ax1.set_title("training (baseline: its classification loss)")
+    ax1.legend(fontsize=8)
+    names = list(dict.fromkeys(r["method"] for r in result.rows))
+    steps = sorted({r["steps"] for r in result.rows})
+    width = 0.8 / len(steps)
+    for j, s in enumerate(steps):
+        rs = [next(r for r in result.rows if r["method"] == n and r["steps"] == s) for n in names]
+        xs = np.arange(len(names)) + (j - (len(steps) - 1) / 2) * width
+        ax2.bar(xs, [r["accuracy"] for r in rs], width, yerr=[r["ci95"] for r in rs], capsize=4,
+                label=f"{s} step{'s' if s != 1 else ''}", color=plt.cm.viridis(0.2 + 0.6 * j / max(len(steps) - 1, 1)))
+        for x, r in zip(xs, rs):
+            ax2.text(x, r["accuracy"] + r["ci95"] + 0.01, f"{100 * r['accuracy']:.1f}", ha="center", fontsize=8)
+    ax2.axhline(1 / result.config.ways, color="gray", ls=":", lw=1, label="chance")
+    ax2.set_xticks(np.arange(len(names)), [LABELS.get(n, n) for n in names])
+    ax2.set_ylim(0, 1.05)
+    ax2.set_ylabel(f"accuracy on {result.config.test_tasks} test episodes (95% interval)")
+    ax2.set_title(f"{result.config.ways}-way {result.config.shots}-shot, unseen classes")
+    ax2.legend(fontsize=8, loc="upper center", ncol=4)
+    fig.suptitle(f"{result.dataset}: {len(result.train_classes)} meta-train / {len(result.test_classes)} meta-test classes",
+                 fontsize=10)
+    save_figure(fig, path)
+
+
+def save_fewshot(result: FewShotResult, out_dir: str | Path, benchmark: str = "digits") -> list[Path]:
+    """Write ``results.json``, ``results.csv`` and ``accuracy.png`` atomically."""
+    from ..io import git_commit, versions, write_csv, write_json
+
+    out = Path(out_dir)
+    write_csv(out / "results.csv", result.rows)
+    plot_fewshot(result, out / "accuracy.png")
+    write_json(out / "results.json", {
+        "benchmark": benchmark, "dataset": result.dataset, "config": asdict(result.config), "seeds": result.seeds,
+        "train_classes": list(result.train_classes), "test_classes": list(result.test_classes),
+        "results": result.rows, "train_seconds": result.train_seconds, "versions": versions(), "git_commit": git_commit(),
+    })
+    return [out / "results.json", out / "results.csv", out / "accuracy.png"]

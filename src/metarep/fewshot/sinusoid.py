@@ -1,0 +1,278 @@
+"""Sinusoid regression, the classic MAML benchmark (Finn, Abbeel, Levine 2017, §5.1).
+
+A task is ``y = A sin(x + φ)`` with amplitude ``A ~ U[0.1, 5]``, phase ``φ ~ U[0, π]`` and inputs
+``x ~ U[−5, 5]``; the learner sees K noiseless (x, y) pairs of a new task (K = 5 or 10) and is
+scored by its mean squared error on new points of that task after 0, 1 and 10 inner steps. The
+network is MAML's: two hidden layers of 40 ReLU units and a linear head.
+
+The no-meta-learning baseline is the same network trained on all tasks jointly (``pretrain``: the
+loss at ``θ`` itself, no inner loop) and fine-tuned at test time (all parameters), with, for each
+number of steps, the best step size of a grid chosen on meta-training tasks.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Iterator
+
+import numpy as np
+import torch
+from torch import nn
+
+from ..learner import METHODS, MetaLearner, mean_ci, tune_inner_lr
+from ..tasks import TaskBatch
+from ._util import spawn_seeds, torch_threads
+
+
+@dataclass(frozen=True)
+class SinusoidTasks:
+    """The task distribution (ground truth kept apart from sampling).
+
+    **Arguments:** ``amplitude``, ``phase``, ``x_range``: the ranges of the uniform distributions.
+    """
+
+    amplitude: tuple[float, float] = (0.1, 5.0)
+    phase: tuple[float, float] = (0.0, math.pi)
+    x_range: tuple[float, float] = (-5.0, 5.0)
+
+    def sample_tasks(self, num_tasks: int, generator: torch.Generator, dtype=torch.float32) -> tuple[torch.Tensor, torch.Tensor]:
+        """Amplitudes and phases of ``num_tasks`` new tasks, each ``(T,)``."""
+        u = torch.rand(2, num_tasks, generator=generator, dtype=torch.float64)
+        amp = self.amplitude[0] + (self.amplitude[1] - self.amplitude[0]) * u[0]
+        phase = self.phase[0] + (self.phase[1] - self.phase[0]) * u[1]
+        return amp.to(dtype), phase.to(dtype)
+
+    @staticmethod
+    def function(amp: torch.Tensor, phase: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+        """``A sin(x + φ)`` for tasks ``(T,)`` at ``x (T, n, 1)`` -> ``(T, n)``."""
+        return amp[:, None] * torch.sin(x[..., 0] + phase[:, None])
+
+    def sample_inputs(self, num_tasks: int, n: int, generator: torch.Generator, dtype=torch.float32) -> torch.Tensor:
+        """``x ~ U[x_range]``, ``(T, n, 1)``."""
+        lo, hi = self.x_range
+        return (lo + (hi - lo) * torch.rand(num_tasks, n, 1, generator=generator, dtype=torch.float64)).to(dtype)
+
+    def sample(
+        self, num_tasks: int, shots: int, queries: int, generator: torch.Generator, dtype=torch.float32
+    ) -> tuple[TaskBatch, torch.Tensor, torch.Tensor]:
+        """``num_tasks`` tasks with ``shots`` support and ``queries`` query points each.
+
+        Returns the batch (``X (T, n, 1)``, ``y (T, n)``) and the tasks' amplitudes and phases.
+        """
+        amp, phase = self.sample_tasks(num_tasks, generator, dtype)
+        X = self.sample_inputs(num_tasks, shots + queries, generator, dtype)
+        y = self.function(amp, phase, X)
+        return TaskBatch(X[:, :shots], y[:, :shots], X[:, shots:], y[:, shots:]), amp, phase
+
+    def batches(self, meta_batch: int, shots: int, queries: int, generator: torch.Generator, dtype=torch.float32) -> Iterator[TaskBatch]:
+        """An endless stream of fresh batches of ``meta_batch`` tasks."""
+        while True:
+            yield self.sample(meta_batch, shots, queries, generator, dtype)[0]
+
+
+def sinusoid_net(hidden: int = 40, layers: int = 2, seed: int | None = None) -> tuple[nn.Module, nn.Linear]:
+    """MAML's regression network: ``layers`` hidden ReLU layers of width ``hidden``, then ``nn.Linear(hidden, 1)``."""
+    if seed is not None:
+        torch.manual_seed(seed)
+    mods: list[nn.Module] = []
+    width = 1
+    for _ in range(layers):
+        mods += [nn.Linear(width, hidden), nn.ReLU()]
+        width = hidden
+    return nn.Sequential(*mods), nn.Linear(hidden, 1)
+
+
+@dataclass(frozen=True)
+class SinusoidConfig:
+    """Settings of ``metarep fewshot sinusoid`` (defaults: MAML's, with fewer outer steps, our choice)."""
+
+    shots: tuple[int, ...] = (10,)
+    methods: tuple[str, ...] = ("fo_anil", "anil", "fo_maml", "maml", "reptile")
+    iterations: int = 2000
+    meta_batch: int = 25
+    inner_lr: float = 0.01
+    inner_steps: int = 1
+    reptile_inner_steps: int = 5
+    outer_lr: float = 3e-3
+    eval_steps: tuple[int, ...] = (0, 1, 10)
+    test_tasks: int = 600
+    test_queries: int = 100
+    hidden: int = 40
+    seed: int = 0
+
+    def validate(self) -> None:
+        def need(ok: bool, key: str, allowed: str, value) -> None:
+            if not ok:
+                raise ValueError(f"{key}: must be {allowed}, got {value!r}")
+
+        need(len(self.shots) > 0 and all(isinstance(k, int) and k >= 1 for k in self.shots), "--shots", "integers >= 1", self.shots)
+        need(len(self.methods) > 0 and all(m in METHODS and m != "pretrain" for m in self.methods), "--methods",
+             "a comma-separated subset of fo_anil, anil, fo_maml, maml, reptile", ",".join(self.methods))
+        need(self.iterations >= 0, "--iterations", ">= 0", self.iterations)
+        need(self.meta_batch >= 1, "--meta-batch", ">= 1", self.meta_batch)
+        need(self.inner_lr > 0 and math.isfinite(self.inner_lr), "--inner-lr", "> 0", self.inner_lr)
+        need(self.inner_steps >= 1, "--inner-steps", ">= 1", self.inner_steps)
+        need(self.reptile_inner_steps >= 1, "--reptile-inner-steps", ">= 1", self.reptile_inner_steps)
+        need(self.outer_lr > 0 and math.isfinite(self.outer_lr), "--outer-lr", "> 0", self.outer_lr)
+        need(len(self.eval_steps) > 0 and all(isinstance(s, int) and s >= 0 for s in self.eval_steps), "--steps",
+             "integers >= 0", self.eval_steps)
+        need(self.test_tasks >= 2, "--test-tasks", ">= 2", self.test_tasks)
+        need(self.test_queries >= 1, "--test-queries", ">= 1", self.test_queries)
+        need(self.hidden >= 1, "--hidden", ">= 1", self.hidden)
+        need(self.seed >= 0, "--seed", ">= 0", self.seed)
+
+
+def _seeds(seed: int) -> dict[str, int]:
+    return spawn_seeds(seed, ("init", "train", "test"))
+
+
+def _generator(seed: int) -> torch.Generator:
+    return torch.Generator().manual_seed(seed)
+
+
+@dataclass
+class SinusoidResult:
+    config: SinusoidConfig
+    rows: list[dict]  # tidy: shots, method, steps, inner_lr, mse, ci95, median, diverged (mse None if any diverged)
+    curves: dict[int, dict]                       # shots -> plotting data
+    train_seconds: dict[str, float] = field(default_factory=dict)
+    seeds: dict[str, int] = field(default_factory=dict)
+
+
+def make_learner(method: str, cfg: SinusoidConfig, init_seed: int) -> MetaLearner:
+    """The network (same initialisation for every method) and its meta-learner."""
+    features, head = sinusoid_net(cfg.hidden, seed=init_seed)
+    steps = cfg.reptile_inner_steps if method == "reptile" else cfg.inner_steps
+    return MetaLearner(features, head, method=method, inner_lr=cfg.inner_lr, inner_steps=steps, outer_lr=cfg.outer_lr)
+
+
+BASELINE_LR_GRID = (1e-4, 3e-4, 1e-3, 3e-3, 0.01, 0.03, 0.1, 0.3)
+
+
+def run_sinusoid(cfg: SinusoidConfig, *, progress: bool | None = None, plot_tasks: int = 3,
+                 threads: int | None = 1) -> SinusoidResult:
+    """Train every method (and the ``pretrain`` baseline) for each K; score them on the same test tasks.
+
+    The meta-learners adapt with their training step size ``cfg.inner_lr``; the baseline gets, for
+    each number of steps, the best step size of :data:`BASELINE_LR_GRID` on 200 meta-training tasks.
+    """
+    cfg.validate()
+    seeds = _seeds(cfg.seed)
+    tasks = SinusoidTasks()
+    grid = torch.linspace(*tasks.x_range, 200)[:, None]
+    rows, curves, seconds = [], {}, {}
+    with torch_threads(threads):
+        for K in cfg.shots:
+            test, amp, phase = tasks.sample(cfg.test_tasks, K, cfg.test_queries, _generator(seeds["test"] + K))
+            curves[K] = {"x": grid[:, 0].tolist(), "tasks": [], "pred": {}, "inner_lr": {}}
+            for t in range(min(plot_tasks, cfg.test_tasks)):
+                curves[K]["tasks"].append({
+                    "amplitude": float(amp[t]), "phase": float(phase[t]),
+                    "x_support": test.X_in[t, :, 0].tolist(), "y_support": test.y_in[t].tolist(),
+                    "y_true": tasks.function(amp[t : t + 1], phase[t : t + 1], grid[None])[0].tolist(),
+                })
+            for method in ("pretrain",) + tuple(cfg.methods):
+                learner = make_learner(method, cfg, seeds["init"])
+                stream = tasks.batches(cfg.meta_batch, K, K, _generator(seeds["train"] + K))
+                t0 = time.perf_counter()
+                learner.fit(stream, iterations=cfg.iterations, progress=progress)
+                seconds[f"{method}_K{K}"] = time.perf_counter() - t0
+                lrs = {s: cfg.inner_lr for s in cfg.eval_steps}
+                if method == "pretrain":
+                    val = tasks.sample(200, K, cfg.test_queries, _generator(seeds["train"] + 10_000 + K))[0]
+                    lrs.update(tune_inner_lr(learner, val, BASELINE_LR_GRID, cfg.eval_steps))
+                for s in sorted(set(cfg.eval_steps)):
+                    res = learner.set_params(inner_lr=lrs[s]).evaluate(test, steps=(s,))[s]
+                    loss = res["loss"]
+                    diverged = int((~torch.isfinite(loss)).sum())
+                    m, h = mean_ci(loss) if not diverged else (None, None)  # the mean over all tasks is infinite
+                    rows.append({"shots": K, "method": method, "steps": s, "inner_lr": lrs[s], "mse": m, "ci95": h,
+                                 "median": float(loss.nan_to_num(math.inf).median()), "diverged": diverged})
+                curves[K]["inner_lr"][method] = {s: lrs[s] for s in cfg.eval_steps}
+                preds = [{} for _ in curves[K]["tasks"]]
+                for s in cfg.eval_steps:
+                    learner.set_params(inner_lr=lrs[s])
+                    for t, pred in enumerate(preds):
+                        pred[s] = learner.predict(grid, learner.adapt(test.X_in[t], test.y_in[t], steps=s))[:, 0].tolist()
+                curves[K]["pred"][method] = preds
+    return SinusoidResult(cfg, rows, curves, seconds, seeds)
+
+
+LABELS = {"pretrain": "pretrained baseline", "fo_anil": "FO-ANIL", "anil": "ANIL", "fo_maml": "FO-MAML",
+          "maml": "MAML", "reptile": "Reptile"}
+
+
+def plot_curves(result: SinusoidResult, K: int, path: str | Path) -> None:
+    """Adapted curves of a few test tasks: one column per method, one row per task."""
+    from ..plots import plt, save_figure
+
+    data = result.curves[K]
+    methods = list(data["pred"])
+    steps = sorted(result.config.eval_steps)
+    n_rows = len(data["tasks"])
+    fig, axes = plt.subplots(n_rows, len(methods), figsize=(3.1 * len(methods), 2.6 * n_rows), squeeze=False,
+                             sharex=True, sharey="row")
+    colors = plt.cm.plasma(np.linspace(0.1, 0.8, len(steps)))
+    for r, task in enumerate(data["tasks"]):
+        for c, method in enumerate(methods):
+            ax = axes[r][c]
+            ax.plot(data["x"], task["y_true"], color="k", lw=2, label="true")
+            for s, col in zip(steps, colors):
+                ax.plot(data["x"], data["pred"][method][r][s], color=col, lw=1.3, ls="--" if s == 0 else "-",
+                        label=f"{s} step{'s' if s != 1 else ''}")
+            ax.scatter(task["x_support"], task["y_support"], color="k", marker="^", s=22, zorder=5, label=f"{K} shots")
+            if r == 0:
+                ax.set_title(LABELS.get(method, method))
+            if c == 0:
+                ax.set_ylabel(f"A={task['amplitude']:.2f}, φ={task['phase']:.2f}")
+    axes[0][-1].legend(fontsize=7, loc="lower right")
+    fig.suptitle(f"Sinusoid regression, K = {K}: curves after 0 / 1 / 10 inner steps (α = {result.config.inner_lr})",
+                 fontsize=10)
+    save_figure(fig, path)
+
+
+def plot_mse(result: SinusoidResult, path: str | Path) -> None:
+    """Test MSE (with its 95% interval) against the number of inner steps, one panel per K."""
+    from ..plots import plt, save_figure
+
+    shots = list(result.config.shots)
+    fig, axes = plt.subplots(1, len(shots), figsize=(5.2 * len(shots), 3.8), squeeze=False)
+    for ax, K in zip(axes[0], shots):
+        for i, method in enumerate(result.curves[K]["pred"]):
+            rs = sorted((r for r in result.rows if r["shots"] == K and r["method"] == method and r["mse"] is not None),
+                        key=lambda r: r["steps"])
+            ax.errorbar([r["steps"] for r in rs], [r["mse"] for r in rs], yerr=[r["ci95"] for r in rs], marker="o",
+                        capsize=3, color="k" if method == "pretrain" else f"C{i}", ls="--" if method == "pretrain" else "-",
+                        label=LABELS.get(method, method))
+            for r in result.rows:
+                if r["shots"] == K and r["method"] == method and r["mse"] is None:
+                    ax.annotate(f"{LABELS.get(method, method)}: diverged on {r['diverged']} tasks", (r["steps"], 1.0),
+                                xycoords=("data", "axes fraction"), xytext=(0, -12 * (i + 1)), textcoords="offset points",
+                                ha="right", fontsize=7, color="k" if method == "pretrain" else f"C{i}")
+        ax.set_yscale("log")
+        ax.set_xlabel("inner steps at test time")
+        ax.set_ylabel("test MSE, mean (95% interval)")
+        ax.set_title(f"K = {K}, {result.config.test_tasks} test tasks")
+        ax.legend(fontsize=8)
+    save_figure(fig, path)
+
+
+def save_sinusoid(result: SinusoidResult, out_dir: str | Path) -> list[Path]:
+    """Write ``results.json``, ``results.csv``, ``mse.png`` and ``curves_K{K}.png`` atomically."""
+    from ..io import git_commit, versions, write_csv, write_json
+
+    out = Path(out_dir)
+    write_csv(out / "results.csv", result.rows)
+    plot_mse(result, out / "mse.png")
+    paths = [out / "results.csv", out / "mse.png"]
+    for K in result.config.shots:
+        plot_curves(result, K, out / f"curves_K{K}.png")
+        paths.append(out / f"curves_K{K}.png")
+    write_json(out / "results.json", {
+        "benchmark": "sinusoid", "config": asdict(result.config), "seeds": result.seeds, "results": result.rows,
+        "train_seconds": result.train_seconds, "versions": versions(), "git_commit": git_commit(),
+    })
+    return [out / "results.json"] + paths

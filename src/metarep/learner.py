@@ -1,0 +1,571 @@
+"""Meta-learning for any PyTorch model: FO-ANIL, ANIL, FO-MAML, MAML and Reptile (MATH.md §3).
+
+A :class:`MetaLearner` wraps a network split into a feature extractor and a head (usually an
+``nn.Linear``), or a plain network plus the names of the parameters the inner loop adapts. Every
+inner loop is written for one task and ``vmap``-ed over the leading task axis with ``torch.func``
+(``functional_call``, ``grad``); there is no Python loop over tasks. When only the head adapts
+(FO-ANIL, ANIL), the features of a batch are computed once and the inner loop runs on them.
+
+For one task with support set ``(X_in, y_in)``, query set ``(X_out, y_out)``, parameters ``θ``
+of which the inner loop adapts ``θ_a`` (the rest ``θ_r`` stays put), inner step size ``α``:
+
+| method     | inner loop adapts | outer gradient of task i                                        |
+|------------|-------------------|-----------------------------------------------------------------|
+| ``fo_anil``| head              | ``∇_θ L_out(θ_r, φ_i)`` with ``φ_i`` held fixed (first order)    |
+| ``anil``   | head              | ``∇_θ L_out(θ_r, φ_i(θ))``, through the inner loop (second order)|
+| ``fo_maml``| all parameters    | as ``fo_anil``                                                  |
+| ``maml``   | all parameters    | as ``anil``                                                     |
+| ``reptile``| all parameters    | ``θ − φ_i``, the inner loop run on the support and query sets   |
+| ``pretrain``| (baseline)       | ``∇_θ L(θ)`` on support and query sets, no inner loop            |
+
+with ``φ_i = θ_a − α Σ_s ∇_{θ_a} L_in`` over ``inner_steps`` steps. The outer update averages over
+the tasks of a batch and hands the result to a standard ``torch.optim`` optimizer as the gradient.
+Reptile with ``torch.optim.SGD(lr=ε)`` is the interpolation ``θ ← θ + ε (mean φ_i − θ)``.
+``pretrain`` is the no-meta-learning baseline: joint training on all tasks, fine-tuned at test time.
+
+Example::
+
+    features = nn.Sequential(nn.Linear(1, 40), nn.ReLU(), nn.Linear(40, 40), nn.ReLU())
+    learner = MetaLearner(features, nn.Linear(40, 1), method="fo_anil", inner_lr=0.01)
+    learner.fit(task_batches, iterations=2000)      # batches with a leading task axis
+    params = learner.adapt(X_support, y_support)    # one task
+    y_hat = learner.predict(X_query, params)
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+from typing import Any, Callable, Iterable, Iterator, Mapping, Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torch.func import functional_call, grad, vmap
+from tqdm.auto import tqdm
+
+from .tasks import TaskBatch
+
+Params = dict[str, torch.Tensor]
+LossFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+
+METHODS: dict[str, tuple[str, str]] = {
+    # name -> (what the inner loop adapts by default, how the outer gradient is formed)
+    "fo_anil": ("head", "first_order"),
+    "anil": ("head", "second_order"),
+    "fo_maml": ("all", "first_order"),
+    "maml": ("all", "second_order"),
+    "reptile": ("all", "reptile"),
+    "pretrain": ("all", "pretrain"),
+}
+LOSSES = ("mse", "cross_entropy")
+
+
+def mse_loss(pred: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """Mean squared error; a trailing output axis of size 1 in ``pred`` is matched to ``y (n,)``."""
+    if pred.shape != y.shape and pred.shape[-1] == 1 and pred.shape[:-1] == y.shape:
+        pred = pred.squeeze(-1)
+    return ((pred - y) ** 2).mean()
+
+
+def cross_entropy_loss(logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """Mean cross-entropy of ``logits (n, C)`` against integer labels ``y (n,)``."""
+    return F.cross_entropy(logits, y)
+
+
+class _Split(nn.Module):
+    """``head(features(x))``; parameter names start with ``features.`` and ``head.``."""
+
+    def __init__(self, features: nn.Module, head: nn.Module):
+        super().__init__()
+        self.features = features
+        self.head = head
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.features(x))
+
+
+def check_vmappable(model: nn.Module) -> None:
+    """Raise ``ValueError`` naming the fix if ``model`` has modules that ``vmap`` over tasks cannot run.
+
+    Normalisation layers that track running statistics (``BatchNorm*``, ``InstanceNorm*`` with
+    ``track_running_stats=True``) update their buffers in place from each forward pass, which cannot
+    be done separately for every task of a ``vmap``.
+    """
+    for name, m in model.named_modules():
+        if isinstance(m, nn.modules.batchnorm._NormBase) and m.track_running_stats:
+            raise ValueError(
+                f"module {name or '<root>'!r} ({type(m).__name__}) tracks running statistics, which vmap cannot "
+                "update per task; build it with track_running_stats=False, call "
+                "torch.func.replace_all_batch_norm_modules_(model), or use nn.GroupNorm / nn.LayerNorm"
+            )
+        if type(m).__name__ == "_SpectralNorm" or hasattr(m, "weight_u"):
+            raise ValueError(
+                f"module {name or '<root>'!r} uses spectral_norm, whose power iteration updates buffers in place, "
+                "which vmap cannot do per task; remove it or use nn.utils.parametrizations.weight_norm"
+            )
+        if isinstance(m, nn.modules.lazy.LazyModuleMixin) and m.has_uninitialized_params():
+            raise ValueError(f"module {name or '<root>'!r} ({type(m).__name__}) is lazy; run one forward pass first")
+
+
+def _is_vmap_error(e: RuntimeError) -> bool:
+    msg = str(e)
+    return any(k in msg for k in ("vmap", "Batching rule", "in-place", "inplace", "BatchedTensor"))
+
+
+def _vmap_error(e: RuntimeError) -> ValueError:
+    return ValueError(
+        f"the model cannot be vmapped over tasks: {str(e).splitlines()[0]} -- modules must not modify buffers or "
+        "inputs in place (BatchNorm: track_running_stats=False; spectral_norm: not supported) and must not branch "
+        "on tensor values"
+    )
+
+
+@contextlib.contextmanager
+def _explain_vmap_errors() -> Iterator[None]:
+    """Re-raise errors of ``vmap`` as a ``ValueError`` that says what the model must not do."""
+    try:
+        yield
+    except RuntimeError as e:
+        if _is_vmap_error(e):
+            raise _vmap_error(e) from e
+        raise
+
+
+def _resolve_keys(names: Sequence[str], wanted: Sequence[str]) -> tuple[str, ...]:
+    """Parameter names matching ``wanted``: exact names or dotted prefixes (``"head"`` → ``head.weight``, ...)."""
+    keys = []
+    for w in wanted:
+        hit = [n for n in names if n == w or n.startswith(w + ".")]
+        if not hit:
+            raise ValueError(f"adapt_params: {w!r} matches no parameter; parameters are {', '.join(names)}")
+        keys += [n for n in hit if n not in keys]
+    return tuple(n for n in names if n in keys)  # module order
+
+
+def _strip(d: Mapping[str, torch.Tensor], prefix: str) -> Params:
+    return {k[len(prefix):]: v for k, v in d.items() if k.startswith(prefix)}
+
+
+def _is_batch(obj: Any) -> bool:
+    return isinstance(obj, tuple) and len(obj) == 4 and all(isinstance(t, torch.Tensor) for t in obj)
+
+
+class MetaLearner:
+    """A meta-learner over any ``torch.nn.Module`` (scikit-learn style: ``fit`` returns ``self``).
+
+    **Arguments:**
+
+    - ``features``: the feature extractor, ``(n, *input_shape) -> (n, h)``; or, with ``head=None``,
+      the whole network, in which case ``adapt_params`` names what the inner loop adapts.
+    - ``head``: the last layer, ``(n, h) -> (n, out)``, usually ``nn.Linear(h, out)``.
+    - ``method``: ``"fo_anil"``, ``"anil"``, ``"fo_maml"``, ``"maml"``, ``"reptile"``, or the
+      ``"pretrain"`` baseline (no inner loop in training; fine-tuned at test time).
+    - ``inner_lr``: inner step size ``α``. ``inner_steps``: inner gradient steps in training (and the
+      default number at test time).
+    - ``optimizer``: the outer optimizer: ``None`` (``torch.optim.Adam`` with ``outer_lr``), a
+      ``torch.optim.Optimizer`` class (built with ``lr=outer_lr``), a callable ``params -> Optimizer``
+      (e.g. ``functools.partial(torch.optim.SGD, lr=0.1, momentum=0.9)``), or an optimizer already
+      built over the model's parameters.
+    - ``outer_lr``: outer learning rate when ``optimizer`` is ``None`` or a class.
+    - ``loss``: ``"mse"`` (regression, ``y (n,)`` or ``(n, out)``), ``"cross_entropy"``
+      (classification, integer ``y (n,)``), or a callable ``(pred, y) -> scalar`` for one task.
+    - ``adapt_params``: parameter names (or dotted prefixes, such as ``"head"`` or ``"features.4"``)
+      the inner loop adapts; default: the head for ``fo_anil``/``anil``, every parameter otherwise.
+      With a split model the names start with ``features.`` or ``head.``.
+
+    The modules are trained in place. Fitted state: ``model_`` (the module that is trained),
+    ``adapt_keys_``, ``optimizer_``, ``history_`` (one dict per outer step: ``step``, ``loss``, the
+    mean query loss after adaptation; for ``reptile`` the query set is part of the inner data, for
+    ``pretrain`` the loss is taken at ``θ`` on all data) and ``n_iter_``.
+
+    Data come as :class:`metarep.tasks.TaskBatch` (or any 4-tuple of tensors) with a leading task
+    axis: ``X_in (T, n_in, *input_shape)``, ``y_in (T, n_in[, out])``, ``X_out (T, n_out, ...)``,
+    ``y_out (T, n_out[, out])``.
+    """
+
+    def __init__(
+        self,
+        features: nn.Module,
+        head: nn.Module | None = None,
+        *,
+        method: str = "fo_anil",
+        inner_lr: float = 0.01,
+        inner_steps: int = 1,
+        optimizer: Any = None,
+        outer_lr: float = 1e-3,
+        loss: str | LossFn = "mse",
+        adapt_params: Sequence[str] | None = None,
+    ):
+        self.features = features
+        self.head = head
+        self.method = method
+        self.inner_lr = inner_lr
+        self.inner_steps = inner_steps
+        self.optimizer = optimizer
+        self.outer_lr = outer_lr
+        self.loss = loss
+        self.adapt_params = adapt_params
+
+    _STRUCTURAL = ("features", "head", "method", "loss", "adapt_params", "optimizer", "outer_lr")
+
+    def get_params(self) -> dict[str, Any]:
+        """The hyper-parameters given to ``__init__`` (scikit-learn convention)."""
+        names = ("features", "head", "method", "inner_lr", "inner_steps", "optimizer", "outer_lr", "loss", "adapt_params")
+        return {k: getattr(self, k) for k in names}
+
+    def set_params(self, **params: Any) -> "MetaLearner":
+        """Change hyper-parameters; returns ``self``. ``inner_lr`` and ``inner_steps`` take effect at once
+        (e.g. to try test-time step sizes); any other change discards the fitted state (not the weights)."""
+        unknown = set(params) - set(self.get_params())
+        if unknown:
+            raise ValueError(f"set_params: unknown hyper-parameter(s) {', '.join(sorted(unknown))}")
+        for k, v in params.items():
+            setattr(self, k, v)
+        if set(params) & set(self._STRUCTURAL):
+            for attr in ("model_", "adapt_keys_", "optimizer_", "history_", "n_iter_"):
+                self.__dict__.pop(attr, None)
+        else:
+            self._validate()
+        return self
+
+    # ------------------------------------------------------------------ set-up and validation
+
+    def _validate(self) -> None:
+        if self.method not in METHODS:
+            raise ValueError(f"method: {self.method!r} is not one of {', '.join(METHODS)}")
+        if not isinstance(self.features, nn.Module):
+            raise ValueError(f"features: must be a torch.nn.Module, got {type(self.features).__name__}")
+        if self.head is not None and not isinstance(self.head, nn.Module):
+            raise ValueError(f"head: must be a torch.nn.Module (e.g. nn.Linear) or None, got {type(self.head).__name__}")
+        if not (isinstance(self.inner_lr, (int, float)) and math.isfinite(self.inner_lr) and self.inner_lr > 0):
+            raise ValueError(f"inner_lr: must be > 0, got {self.inner_lr!r}")
+        if not (isinstance(self.inner_steps, int) and self.inner_steps >= 1):
+            raise ValueError(f"inner_steps: must be an integer >= 1, got {self.inner_steps!r}")
+        if not (isinstance(self.outer_lr, (int, float)) and self.outer_lr > 0):
+            raise ValueError(f"outer_lr: must be > 0, got {self.outer_lr!r}")
+        if not (callable(self.loss) or self.loss in LOSSES):
+            raise ValueError(f"loss: must be one of {', '.join(LOSSES)} or a callable, got {self.loss!r}")
+
+    def _ensure_setup(self) -> None:
+        if getattr(self, "model_", None) is not None:
+            return
+        self._validate()
+        model = self.features if self.head is None else _Split(self.features, self.head)
+        check_vmappable(model)
+        names = [n for n, _ in model.named_parameters()]
+        if not names:
+            raise ValueError("features/head: the model has no parameters")
+        if self.adapt_params is not None:
+            keys = _resolve_keys(names, [self.adapt_params] if isinstance(self.adapt_params, str) else self.adapt_params)
+        elif METHODS[self.method][0] == "head":
+            if self.head is None:
+                raise ValueError(
+                    f"adapt_params: method {self.method!r} adapts the head only; pass head=nn.Linear(...) separately "
+                    "or name the head's parameters, e.g. adapt_params=['fc'] for a layer called fc"
+                )
+            keys = _resolve_keys(names, ["head"])
+        else:
+            keys = tuple(names)
+        self.model_ = model
+        self.adapt_keys_ = keys
+        # features once per batch when the inner loop touches the head only
+        self._head_only = self.head is not None and all(k.startswith("head.") for k in keys)
+        self._loss_fn: LossFn = (
+            self.loss if callable(self.loss) else {"mse": mse_loss, "cross_entropy": cross_entropy_loss}[self.loss]
+        )
+
+    def _make_optimizer(self) -> torch.optim.Optimizer:
+        params = list(self.model_.parameters())
+        opt = self.optimizer
+        if opt is None:
+            return torch.optim.Adam(params, lr=self.outer_lr)
+        if isinstance(opt, torch.optim.Optimizer):
+            owned = {id(p) for g in opt.param_groups for p in g["params"]}
+            if not owned >= {id(p) for p in params}:
+                raise ValueError("optimizer: the optimizer instance does not hold all of the model's parameters")
+            return opt
+        if isinstance(opt, type) and issubclass(opt, torch.optim.Optimizer):
+            return opt(params, lr=self.outer_lr)
+        if callable(opt):
+            built = opt(params)
+            if not isinstance(built, torch.optim.Optimizer):
+                raise ValueError("optimizer: the callable must return a torch.optim.Optimizer")
+            return built
+        raise ValueError(f"optimizer: expected None, a torch.optim.Optimizer class or instance, or a callable, got {opt!r}")
+
+    # ------------------------------------------------------------------ functional pieces
+
+    def _params(self, detach: bool = False) -> Params:
+        return {k: (v.detach() if detach else v) for k, v in self.model_.named_parameters()}
+
+    def _prepare(self, batch) -> TaskBatch:
+        """Tensors on the model's device; inputs in its dtype, targets in its dtype (mse) or as given."""
+        if not _is_batch(batch):
+            raise ValueError("batch: expected (X_in, y_in, X_out, y_out) tensors with a leading task axis")
+        p = next(self.model_.parameters())
+        X_in, y_in, X_out, y_out = batch
+        if X_in.shape[0] != y_in.shape[0] or X_out.shape[0] != y_out.shape[0] or X_in.shape[0] != X_out.shape[0]:
+            raise ValueError(f"batch: the task axes differ: {X_in.shape[0]}, {y_in.shape[0]}, {X_out.shape[0]}, {y_out.shape[0]}")
+
+        def y_cast(y):
+            return y.to(p.device, p.dtype) if self.loss == "mse" else y.to(p.device)
+
+        return TaskBatch(X_in.to(p.device, p.dtype), y_cast(y_in), X_out.to(p.device, p.dtype), y_cast(y_out))
+
+    def _forward_fn(self) -> Callable[[Params, torch.Tensor], torch.Tensor]:
+        """``forward(params, X)`` of the part the inner loop runs: the head (on features) or the whole model."""
+        if self._head_only:
+            module, buffers = self.model_.head, dict(self.model_.head.named_buffers())
+            return lambda p, X: functional_call(module, ({**_strip(p, "head."), **buffers},), (X,))
+        module, buffers = self.model_, dict(self.model_.named_buffers())
+        return lambda p, X: functional_call(module, ({**p, **buffers},), (X,))
+
+    def _features(self, params: Params, X: torch.Tensor) -> torch.Tensor:
+        """Features of every task's samples, ``(T, n, *input) -> (T, n, h)``, one ``vmap`` over tasks."""
+        module = self.model_.features
+        fp = {**_strip(params, "features."), **dict(module.named_buffers())}
+        return vmap(lambda x: functional_call(module, (fp,), (x,)), randomness="different")(X)
+
+    def _inner_inputs(self, params: Params, X: torch.Tensor) -> tuple[Params, torch.Tensor]:
+        """(the parameters the inner-loop forward sees, its inputs): head params and features, or everything."""
+        if self._head_only:
+            return {k: v for k, v in params.items() if k.startswith("head.")}, self._features(params, X)
+        return params, X
+
+    def _adapt_fn(self, steps: int) -> Callable:
+        """Per-task inner loop ``(sub, rest, X, y) -> adapted sub`` (``sub``: the adapted parameters)."""
+        forward, loss_fn, lr = self._forward_fn(), self._loss_fn, float(self.inner_lr)
+
+        def inner_loss(sub: Params, rest: Params, X, y):
+            return loss_fn(forward({**rest, **sub}, X), y)
+
+        def run(sub: Params, rest: Params, X, y) -> Params:
+            for _ in range(steps):
+                g = grad(inner_loss)(sub, rest, X, y)
+                sub = {k: sub[k] - lr * g[k] for k in sub}  # φ ← φ − α ∇_φ L_in(φ)
+            return sub
+
+        return run
+
+    def _task_losses(self, sub: Params, rest: Params, X: torch.Tensor, y: torch.Tensor, sub_batched: bool) -> torch.Tensor:
+        """Loss of every task at its parameters, ``(T,)``."""
+        forward, loss_fn = self._forward_fn(), self._loss_fn
+        fn = lambda s, r, X_, y_: loss_fn(forward({**r, **s}, X_), y_)  # noqa: E731
+        return vmap(fn, in_dims=(0 if sub_batched else None, None, 0, 0), randomness="different")(sub, rest, X, y)
+
+    def _split(self, params: Params) -> tuple[Params, Params]:
+        sub = {k: v for k, v in params.items() if k in self.adapt_keys_}
+        return sub, {k: v for k, v in params.items() if k not in self.adapt_keys_}
+
+    def _adapt_batch(self, params: Params, X: torch.Tensor, y: torch.Tensor, steps: int, sub_batched=False) -> Params:
+        sub, rest = self._split(params)
+        return vmap(self._adapt_fn(steps), in_dims=(0 if sub_batched else None, None, 0, 0), randomness="different")(
+            sub, rest, X, y
+        )
+
+    # ------------------------------------------------------------------ the meta-gradient
+
+    def _grads_and_loss(self, batch) -> tuple[Params, float]:
+        """Mean outer gradient over the batch's tasks (shaped like the parameters) and the mean outer loss."""
+        X_in, y_in, X_out, y_out = batch
+        kind = METHODS[self.method][1]
+        params = self._params()
+        names = list(params)
+
+        if kind == "reptile":
+            # inner SGD on all the task's data, then g = θ − mean_i φ_i
+            with torch.no_grad():
+                p0 = self._params(detach=True)
+                X_all, y_all = torch.cat([X_in, X_out], 1), torch.cat([y_in, y_out], 1)
+                inner_p, Z_all = self._inner_inputs(p0, X_all)
+                phi = self._adapt_batch(inner_p, Z_all, y_all, self.inner_steps)
+                _, rest = self._split(inner_p)
+                Z_out = Z_all[:, X_in.shape[1]:]
+                loss = self._task_losses(phi, rest, Z_out, y_out, True).mean()
+                grads = {k: (p0[k] - phi[k].mean(0)) if k in phi else torch.zeros_like(p0[k]) for k in names}
+            return grads, float(loss)
+
+        if kind == "pretrain":
+            X_all, y_all = torch.cat([X_in, X_out], 1), torch.cat([y_in, y_out], 1)
+            inner_p, Z_all = self._inner_inputs(params, X_all)
+            sub, rest = self._split(inner_p)
+            loss = self._task_losses(sub, rest, Z_all, y_all, False).mean()
+        else:
+            first_order = kind == "first_order"
+            if first_order:
+                # φ_i from detached parameters; the straight-through form θ_a + (φ_i − θ_a).detach() puts
+                # ∇L_out(φ_i) on θ_a, and the rest of θ gets its gradient at φ_i (MATH.md §3, FO-ANIL row).
+                with torch.no_grad():
+                    p0 = self._params(detach=True)
+                    inner_p0, Z_in = self._inner_inputs(p0, X_in)
+                    phi = self._adapt_batch(inner_p0, Z_in, y_in, self.inner_steps)
+                inner_p, Z_out = self._inner_inputs(params, X_out)
+                sub, rest = self._split(inner_p)
+                phi = {k: sub[k] + (phi[k] - sub[k]).detach() for k in sub}
+            else:
+                # second order: differentiate through the inner loop (and through the support features)
+                inner_p, Z_in = self._inner_inputs(params, X_in)
+                phi = self._adapt_batch(inner_p, Z_in, y_in, self.inner_steps)
+                _, Z_out = self._inner_inputs(params, X_out)
+                _, rest = self._split(inner_p)
+            loss = self._task_losses(phi, rest, Z_out, y_out, True).mean()
+
+        gs = torch.autograd.grad(loss, [params[k] for k in names], allow_unused=True)
+        grads = {k: (torch.zeros_like(params[k]) if g is None else g) for k, g in zip(names, gs)}
+        return grads, float(loss.detach())
+
+    def meta_grad(self, batch) -> Params:
+        """The outer gradient on one batch of tasks (mean over tasks), shaped like the parameters.
+
+        ``batch``: ``(X_in, y_in, X_out, y_out)`` with a leading task axis. Does not step.
+        """
+        self._ensure_setup()
+        with _explain_vmap_errors():
+            return self._grads_and_loss(self._prepare(batch))[0]
+
+    # ------------------------------------------------------------------ fit / adapt / predict
+
+    def fit(self, tasks: Iterable | TaskBatch, iterations: int | None = None, *, progress: bool | None = None) -> "MetaLearner":
+        """Meta-train on a source of task batches; returns ``self``.
+
+        **Arguments:**
+
+        - ``tasks``: an iterable of batches ``(X_in, y_in, X_out, y_out)`` with a leading task axis
+          (e.g. a generator of fresh tasks), or one batch, used at every step (a fixed pool).
+        - ``iterations``: outer steps; ``None`` runs until ``tasks`` is exhausted (required for one batch).
+        - ``progress``: progress bar; ``None`` shows it on a terminal only.
+
+        Raises ``FloatingPointError`` (with ``history_`` kept) if the loss turns NaN or infinite.
+        """
+        self._ensure_setup()
+        if iterations is not None and not (isinstance(iterations, int) and iterations >= 0):
+            raise ValueError(f"iterations: must be an integer >= 0, got {iterations!r}")
+        if _is_batch(tasks):
+            if iterations is None:
+                raise ValueError("iterations: required when fitting on a single batch of tasks")
+            fixed = tasks
+            source: Iterator = iter(lambda: fixed, None)
+        else:
+            source = iter(tasks)
+        self.model_.train()
+        self.optimizer_ = getattr(self, "optimizer_", None) or self._make_optimizer()
+        self.history_ = getattr(self, "history_", [])
+        self.n_iter_ = getattr(self, "n_iter_", 0)
+        bar = tqdm(total=iterations, disable=None if progress is None else not progress, desc=self.method, leave=False)
+        try:
+            done = 0
+            while iterations is None or done < iterations:
+                try:
+                    batch = next(source)
+                except StopIteration:
+                    break
+                with _explain_vmap_errors():
+                    grads, loss = self._grads_and_loss(self._prepare(batch))
+                self.n_iter_ += 1
+                self.history_.append({"step": self.n_iter_, "loss": loss})
+                if not math.isfinite(loss):
+                    raise FloatingPointError(
+                        f"meta-training diverged at step {self.n_iter_} (loss {loss}); lower inner_lr "
+                        f"({self.inner_lr}) or the outer learning rate"
+                    )
+                for k, p in self.model_.named_parameters():
+                    p.grad = grads[k]
+                self.optimizer_.step()
+                self.optimizer_.zero_grad(set_to_none=True)
+                done += 1
+                bar.update(1)
+                if done % 50 == 0:
+                    bar.set_postfix(loss=f"{loss:.4g}")
+        finally:
+            bar.close()
+        return self
+
+    def adapt(self, X: torch.Tensor, y: torch.Tensor, steps: int | None = None) -> Params:
+        """Adapted parameters of one task from its support set: ``X (n, *input_shape)``, ``y (n[, out])``.
+
+        Returns a dict of every parameter (name -> tensor, detached), ready for :meth:`predict`.
+        ``steps`` defaults to ``inner_steps``. Works before ``fit`` too (adapting from the modules' weights).
+        """
+        self._ensure_setup()
+        steps = self.inner_steps if steps is None else steps
+        if not (isinstance(steps, int) and steps >= 0):
+            raise ValueError(f"steps: must be an integer >= 0, got {steps!r}")
+        b = self._prepare((X[None], y[None], X[None], y[None]))
+        p0 = self._params(detach=True)
+        if steps == 0:
+            return p0
+        with torch.no_grad(), _explain_vmap_errors():
+            inner_p, Z = self._inner_inputs(p0, b.X_in)
+            phi = self._adapt_batch(inner_p, Z, b.y_in, steps)
+        return {**p0, **{k: v[0] for k, v in phi.items()}}
+
+    def predict(self, X: torch.Tensor, params: Mapping[str, torch.Tensor] | None = None) -> torch.Tensor:
+        """Model output on ``X (n, *input_shape)`` at ``params`` (from :meth:`adapt`) or at the meta-learned ones."""
+        self._ensure_setup()
+        p = next(self.model_.parameters())
+        P = self._params(detach=True) if params is None else dict(params)
+        with torch.no_grad():
+            return functional_call(self.model_, ({**P, **dict(self.model_.named_buffers())},), (X.to(p.device, p.dtype),))
+
+    def evaluate(self, batch, steps: Sequence[int] = (0, 1, 10)) -> dict[int, dict[str, torch.Tensor]]:
+        """Query loss (and accuracy, for ``cross_entropy``) of every task after each number of inner steps.
+
+        ``batch``: ``(X_in, y_in, X_out, y_out)`` with a leading task axis; the inner loop runs on the
+        support set (vectorised over tasks). Returns ``{s: {"loss": (T,), "accuracy": (T,)}}``.
+        """
+        self._ensure_setup()
+        steps = sorted(set(int(s) for s in steps))
+        if not steps or steps[0] < 0:
+            raise ValueError(f"steps: must be integers >= 0, got {steps!r}")
+        b = self._prepare(batch)
+        out: dict[int, dict[str, torch.Tensor]] = {}
+        with torch.no_grad(), _explain_vmap_errors():
+            p0 = self._params(detach=True)
+            inner_p, Z_in = self._inner_inputs(p0, b.X_in)
+            _, Z_out = self._inner_inputs(p0, b.X_out)
+            sub, rest = self._split(inner_p)
+            forward = self._forward_fn()
+            batched, done = False, 0
+            for s in steps:
+                if s > done:
+                    sub = vmap(self._adapt_fn(s - done), in_dims=(0 if batched else None, None, 0, 0),
+                               randomness="different")(sub, rest, Z_in, b.y_in)
+                    batched, done = True, s
+                pred = vmap(lambda s_, X_: forward({**rest, **s_}, X_), in_dims=(0 if batched else None, 0),
+                            randomness="different")(sub, Z_out)
+                res = {"loss": vmap(self._loss_fn)(pred, b.y_out)}
+                if self.loss == "cross_entropy":
+                    res["accuracy"] = (pred.argmax(-1) == b.y_out).to(pred.dtype).mean(-1)
+                out[s] = res
+        return out
+
+
+def tune_inner_lr(learner: MetaLearner, batch, grid: Sequence[float], steps: Sequence[int]) -> dict[int, float]:
+    """For each number of inner steps, the step size from ``grid`` with the best mean query score on ``batch``
+    (accuracy for ``cross_entropy``, else the loss; diverging step sizes lose). Restores ``learner.inner_lr``.
+
+    Used to give a baseline its best test-time step size, chosen on meta-training tasks.
+    """
+    original, best = learner.inner_lr, {}
+    try:
+        for lr in grid:
+            learner.set_params(inner_lr=float(lr))
+            for s, res in learner.evaluate(batch, steps=[s for s in steps if s > 0] or [0]).items():
+                score = float(res["accuracy"].mean()) if "accuracy" in res else -float(res["loss"].mean())
+                score = score if math.isfinite(score) else -math.inf
+                if s not in best or score > best[s][0]:
+                    best[s] = (score, float(lr))
+    finally:
+        learner.inner_lr = original
+    return {s: lr for s, (_, lr) in best.items()}
+
+
+def mean_ci(x: torch.Tensor | Sequence[float], z: float = 1.96) -> tuple[float, float]:
+    """Mean and half-width of its normal-approximation 95% confidence interval, ``z · sd / √n``."""
+    x = torch.as_tensor(x, dtype=torch.float64).flatten()
+    n = x.numel()
+    if n == 0:
+        return float("nan"), float("nan")
+    sd = float(x.std(unbiased=True)) if n > 1 else float("nan")
+    return float(x.mean()), z * sd / math.sqrt(n)
