@@ -140,3 +140,12 @@ def test_method_regime_mismatch_exits_2(tmp_path, args):
     res = invoke("run", *args, "--out", str(tmp_path / "r"))
     assert res.exit_code == 2 and res.output.startswith("error: "), res.output
     assert len(res.output.strip().splitlines()) == 1
+
+
+def test_huge_but_finite_parameters_count_as_divergence(tmp_path):
+    """Parameters that explode without reaching inf still stop the run cleanly (no linalg crash)."""
+    out = tmp_path / "r"
+    res = invoke("run", "--set", "task.d=10", "--set", "model.init_scale=16", "--set", "data.tasks=inf",
+                 "--set", "run.steps=300", "--out", str(out))
+    assert res.exit_code == 1 and "diverged" in res.output
+    assert json.loads((out / "summary.json").read_text())["status"] == "diverged"

@@ -389,8 +389,11 @@ def label(result: dict, name: str) -> str:
     """Human-readable name of estimator ``name`` in ``result``."""
     if name == "ls_span_B" and result["rank_B"] == result.get("d"):
         return f"LS on span(B) (r={result['rank_B']} = d: scratch)"
+    method = result.get("method", "learned")
+    if result.get("model", "linear") != "linear":
+        method = f"{method}, {result['model']}"
     return LABELS[name].format(
-        method=result.get("method", "learned"), steps=result["steps"], s="" if result["steps"] == 1 else "s",
+        method=method, steps=result["steps"], s="" if result["steps"] == 1 else "s",
         rank_B=result["rank_B"], top_k=result["top_k"],
     )
 
