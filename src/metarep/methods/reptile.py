@@ -17,16 +17,26 @@ from .generic import Forward, Params, adapt
 
 
 def reptile_grad(params: LinearParams, batch: TaskBatch, alpha: float, inner_steps: int = 1) -> LinearParams:
-    """Reptile direction ``(B, w) − mean_i (B_i, w_i)`` for the linear model, ``(d, k')`` and ``(k',)``."""
+    """Reptile direction ``(B, w) − mean_i (B_i, w_i)`` for the linear model, ``(d, k')`` and ``(k',)``.
+
+    ``B_i`` is never formed: after ``s`` steps ``B_i = B − α Σ_r g_r w_rᵀ`` (a rank-``s`` change per
+    task), so ``B_i w = B w − α Σ_r g_r (w_r·w)`` and ``B_iᵀ g = Bᵀ g − α Σ_r w_r (g_r·g)``.
+    """
     X, y = batch.merged()  # all m = m_in + m_out samples of each task
     B, w = params
-    g = task_grad(X, y, B @ w)  # first step: u = B w is shared by all tasks
-    Bi = B - alpha * g[:, :, None] * w  # B_i = B − α g wᵀ, (N, d, k')
-    Wi = w - alpha * (g @ B)  # w_i = w − α Bᵀ g, (N, k')
-    for _ in range(inner_steps - 1):
-        g = task_grad(X, y, torch.einsum("ndk,nk->nd", Bi, Wi))
-        Bi, Wi = Bi - alpha * g[:, :, None] * Wi[:, None, :], Wi - alpha * torch.einsum("ndk,nd->nk", Bi, g)
-    return LinearParams(B - Bi.mean(0), w - Wi.mean(0))
+    n = X.shape[0]
+    G: list[torch.Tensor] = []  # g_r per step, (N, d)
+    Ws: list[torch.Tensor] = []  # w_r per step, (N, k')
+    Wi = w.expand(n, -1)
+    for _ in range(inner_steps):
+        U = Wi @ B.T - alpha * sum((Wr * Wi).sum(1, keepdim=True) * Gr for Gr, Wr in zip(G, Ws))  # B_i w_i
+        g = task_grad(X, y, U)  # (N, d)
+        BTg = g @ B - alpha * sum((Gr * g).sum(1, keepdim=True) * Wr for Gr, Wr in zip(G, Ws))  # B_iᵀ g
+        G.append(g)
+        Ws.append(Wi)
+        Wi = Wi - alpha * BTg  # w_i ← w_i − α B_iᵀ g   (B_i ← B_i − α g w_iᵀ, kept as G, Ws)
+    mean_dB = sum(Gr.T @ Wr for Gr, Wr in zip(G, Ws)) / n  # mean_i Σ_r g_r w_rᵀ
+    return LinearParams(alpha * mean_dB, w - Wi.mean(0))
 
 
 def reptile_generic(
