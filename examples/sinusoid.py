@@ -29,7 +29,7 @@ for method in ("fo_anil", "maml"):
     learner.fit(tasks.batches(meta_batch=25, shots=10, queries=10, generator=torch.Generator().manual_seed(2)),
                 iterations=iterations)
     scores = learner.evaluate(test, steps=(0, 1, 10))  # vectorised over the 600 test tasks
-    print(method, "  ".join(f"{s} steps: %.3f ± %.3f" % mean_ci(r["loss"]) for s, r in scores.items()))
+    print(method, "  ".join(f"{s} step(s): %.3f ± %.3f" % mean_ci(r["loss"]) for s, r in scores.items()))
 
     # one task by hand: adapt on its 10 points, predict anywhere
     params = learner.adapt(test.X_in[0], test.y_in[0], steps=1)

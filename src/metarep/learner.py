@@ -300,7 +300,7 @@ class MetaLearner:
         return {k: (v.detach() if detach else v) for k, v in self.model_.named_parameters()}
 
     def _prepare(self, batch) -> TaskBatch:
-        """Tensors on the model's device; inputs in its dtype, targets in its dtype (mse) or as given."""
+        """Tensors on the model's device; floating inputs in its dtype, targets in its dtype (mse) or as given."""
         if not _is_batch(batch):
             raise ValueError("batch: expected (X_in, y_in, X_out, y_out) tensors with a leading task axis")
         p = next(self.model_.parameters())
@@ -308,10 +308,13 @@ class MetaLearner:
         if X_in.shape[0] != y_in.shape[0] or X_out.shape[0] != y_out.shape[0] or X_in.shape[0] != X_out.shape[0]:
             raise ValueError(f"batch: the task axes differ: {X_in.shape[0]}, {y_in.shape[0]}, {X_out.shape[0]}, {y_out.shape[0]}")
 
+        def x_cast(X):
+            return X.to(p.device, p.dtype) if X.is_floating_point() else X.to(p.device)
+
         def y_cast(y):
             return y.to(p.device, p.dtype) if self.loss == "mse" else y.to(p.device)
 
-        return TaskBatch(X_in.to(p.device, p.dtype), y_cast(y_in), X_out.to(p.device, p.dtype), y_cast(y_out))
+        return TaskBatch(x_cast(X_in), y_cast(y_in), x_cast(X_out), y_cast(y_out))
 
     def _forward_fn(self) -> Callable[[Params, torch.Tensor], torch.Tensor]:
         """``forward(params, X)`` of the part the inner loop runs: the head (on features) or the whole model."""
@@ -358,11 +361,10 @@ class MetaLearner:
         sub = {k: v for k, v in params.items() if k in self.adapt_keys_}
         return sub, {k: v for k, v in params.items() if k not in self.adapt_keys_}
 
-    def _adapt_batch(self, params: Params, X: torch.Tensor, y: torch.Tensor, steps: int, sub_batched=False) -> Params:
+    def _adapt_batch(self, params: Params, X: torch.Tensor, y: torch.Tensor, steps: int) -> Params:
+        """Every task's adapted parameters (leading task axis) from the shared ``params``."""
         sub, rest = self._split(params)
-        return vmap(self._adapt_fn(steps), in_dims=(0 if sub_batched else None, None, 0, 0), randomness="different")(
-            sub, rest, X, y
-        )
+        return vmap(self._adapt_fn(steps), in_dims=(None, None, 0, 0), randomness="different")(sub, rest, X, y)
 
     # ------------------------------------------------------------------ the meta-gradient
 
@@ -505,8 +507,9 @@ class MetaLearner:
         self._ensure_setup()
         p = next(self.model_.parameters())
         P = self._params(detach=True) if params is None else dict(params)
+        X = X.to(p.device, p.dtype) if X.is_floating_point() else X.to(p.device)
         with torch.no_grad():
-            return functional_call(self.model_, ({**P, **dict(self.model_.named_buffers())},), (X.to(p.device, p.dtype),))
+            return functional_call(self.model_, ({**P, **dict(self.model_.named_buffers())},), (X,))
 
     def evaluate(self, batch, steps: Sequence[int] = (0, 1, 10)) -> dict[int, dict[str, torch.Tensor]]:
         """Query loss (and accuracy, for ``cross_entropy``) of every task after each number of inner steps.

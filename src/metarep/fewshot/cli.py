@@ -67,7 +67,7 @@ QUICK = typer.Option(False, "--quick", help="Smoke test: 50 outer steps and 100 
 
 @fewshot_app.command()
 def sinusoid(
-    shots: str = typer.Option("10", "--shots", help="K, support points per task; comma-separated for several."),
+    shots: str = typer.Option("5,10", "--shots", help="K, support points per task; comma-separated for several."),
     methods: str = typer.Option("fo_anil,anil,fo_maml,maml,reptile", "--methods", help=f"Comma-separated subset of {ALL_METHODS}."),
     steps: str = typer.Option("0,1,10", "--steps", help="Inner steps at test time to report, comma-separated."),
     iterations: Optional[int] = typer.Option(None, "--iterations", help="Outer steps per method and K [default: 2000]."),

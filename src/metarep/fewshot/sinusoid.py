@@ -228,7 +228,8 @@ def plot_curves(result: SinusoidResult, K: int, path: str | Path) -> None:
                 ax.set_title(LABELS.get(method, method))
             if c == 0:
                 ax.set_ylabel(f"A={task['amplitude']:.2f}, φ={task['phase']:.2f}")
-    axes[0][-1].legend(fontsize=7, loc="lower right")
+    handles, labels = axes[0][0].get_legend_handles_labels()
+    fig.legend(handles, labels, loc="lower center", ncol=len(labels), fontsize=8, bbox_to_anchor=(0.5, -0.03))
     fig.suptitle(f"Sinusoid regression, K = {K}: curves after 0 / 1 / 10 inner steps (α = {result.config.inner_lr})",
                  fontsize=10)
     save_figure(fig, path)
