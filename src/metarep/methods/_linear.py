@@ -1,7 +1,8 @@
 """Batched linear-algebra kernels shared by the closed-form methods.
 
 Every kernel is a batched matrix–vector product over the task axis: the task tensors are read
-once per call and ``X @ B`` (an ``N×m×k'`` tensor) is never formed.
+once per call and ``X @ B`` (an ``N×m×k'`` tensor) is never formed. The forms below were the
+fastest of bmm, einsum and elementwise-and-reduce measured on a 2-core CPU (``metarep bench``).
 """
 
 from __future__ import annotations
@@ -13,12 +14,14 @@ def predict(X: torch.Tensor, u: torch.Tensor) -> torch.Tensor:
     """``X u`` for ``X (N, m, d)`` and ``u (d,)`` shared or ``(N, d)`` per task -> ``(N, m)``."""
     if u.dim() == 1:
         return X @ u
-    return torch.bmm(X, u.unsqueeze(-1)).squeeze(-1)
+    # an elementwise product and a reduction beat bmm's many tiny (m×d)(d×1) products on the CPU;
+    # the temporary is as large as X, and X comes in bounded chunks
+    return (X * u.unsqueeze(1)).sum(-1)
 
 
 def xt_apply(X: torch.Tensor, r: torch.Tensor) -> torch.Tensor:
     """``Xᵀ r / m`` per task: ``X (N, m, d)``, ``r (N, m)`` -> ``(N, d)``."""
-    return torch.bmm(r.unsqueeze(1), X).squeeze(1) / X.shape[1]
+    return torch.einsum("nm,nmd->nd", r, X) / X.shape[1]
 
 
 def task_grad(X: torch.Tensor, y: torch.Tensor, u: torch.Tensor) -> torch.Tensor:
