@@ -16,3 +16,16 @@ def make_cfg():
 
 def gen(seed: int = 0) -> torch.Generator:
     return torch.Generator().manual_seed(seed)
+
+
+def linear_problem(width: int, d: int, k: int = 4, n: int = 7):
+    """float64 parameters with a non-zero head and a batch of ``n`` tasks (5 inner, 3 outer samples)."""
+    from metarep.models import LinearParams
+    from metarep.tasks import LinearRepTasks
+
+    t = LinearRepTasks.create(d, k, 0.3, "linear", generator=gen(0))
+    batch = t.sample(n, 5, 3, gen(1))
+    g = gen(2)
+    params = LinearParams(torch.randn(d, width, generator=g, dtype=torch.float64) / d**0.5,
+                          torch.randn(width, generator=g, dtype=torch.float64))
+    return params, batch

@@ -8,16 +8,11 @@ from metarep.methods.fo_anil import fo_anil_grad
 from metarep.models import LinearParams
 from metarep.tasks import LinearRepTasks
 
-from conftest import gen
+from conftest import gen, linear_problem
 
 
 def _setup(width: int, d: int = 10, k: int = 4, n: int = 7):
-    t = LinearRepTasks.create(d, k, 0.3, "linear", generator=gen(0))
-    batch = t.sample(n, 5, 3, gen(1))
-    g = gen(2)
-    params = LinearParams(torch.randn(d, width, generator=g, dtype=torch.float64) / d**0.5,
-                          torch.randn(width, generator=g, dtype=torch.float64))  # non-zero head
-    return params, batch
+    return linear_problem(width, d, k, n)
 
 
 def _loop_reference(params, batch, alpha, steps):
@@ -82,3 +77,34 @@ def test_chunked_steps_equal_one_batch():
     same = type(batch)(*(torch.cat(x) for x in zip(*chunks)))
     for a, b in zip(fn(params, same), chunked_mean(fn, fresh)(params)):
         assert torch.allclose(a, b, atol=1e-12)
+
+
+@pytest.mark.parametrize("steps", [1, 3])
+def test_gram_path_equals_sample_path_when_m_exceeds_d(steps):
+    from metarep.methods import chunked_mean
+    from metarep.methods.fo_anil import fo_anil_grad_gram
+    from metarep.tasks import GramBatch, TaskPool
+
+    t = LinearRepTasks.create(6, 2, 0.3, generator=gen(0))
+    batch = t.sample(9, 12, 8, gen(1))  # m_in = 12, m_out = 8 > d = 6
+    g = gen(2)
+    params = LinearParams(torch.randn(6, 4, generator=g, dtype=torch.float64),
+                          torch.randn(4, generator=g, dtype=torch.float64))
+    ref = fo_anil_grad(params, batch, 0.2, steps)
+    got = fo_anil_grad_gram(params, GramBatch.from_batch(batch), 0.2, steps)
+    pooled = chunked_mean(lambda p, b: fo_anil_grad_gram(p, b, 0.2, steps),
+                          TaskPool(batch, None, gen(0), chunk=4, gram=True))(params)
+    for r, a, b in zip(ref, got, pooled):
+        assert torch.allclose(a, r, atol=1e-12) and torch.allclose(b, r, atol=1e-12)
+
+
+def test_run_switches_to_gram_for_large_m(make_cfg):
+    from metarep.methods import uses_gram
+    from metarep.train import train
+
+    cfg = make_cfg("task.d=8", "data.m_in=12", "data.m_out=10", "data.tasks=200", "run.steps=50", 'run.dtype="float64"')
+    assert uses_gram(cfg) and not uses_gram(make_cfg("task.d=8", "data.m_in=12", "data.m_out=5"))
+    fast = train(cfg, progress=False).params
+    slow = train(make_cfg("task.d=8", "data.m_in=12", "data.m_out=10", "data.tasks=200", "run.steps=50",
+                          'run.dtype="float64"', 'method.impl="autodiff"'), progress=False).params
+    assert torch.allclose(fast.B, slow.B, atol=1e-10)

@@ -11,18 +11,13 @@ from metarep.metrics import subspace_sin
 from metarep.models import LinearParams
 from metarep.tasks import LinearRepTasks
 
-from conftest import gen
+from conftest import gen, linear_problem
 
 ALPHA = 0.2
 
 
 def _setup(width: int, d: int = 9, k: int = 4, n: int = 6):
-    t = LinearRepTasks.create(d, k, 0.3, "linear", generator=gen(0))
-    batch = t.sample(n, 5, 3, gen(1))
-    g = gen(2)
-    params = LinearParams(torch.randn(d, width, generator=g, dtype=torch.float64) / d**0.5,
-                          torch.randn(width, generator=g, dtype=torch.float64))  # non-zero head
-    return params, batch
+    return linear_problem(width, d, k, n)
 
 
 def _loss(B, w, X, y):

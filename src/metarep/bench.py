@@ -8,7 +8,8 @@ Paths compared on the same tasks and parameters:
 - ``closed_xb``: the batched closed form that forms ``X @ B`` (``N×m×k'``);
 - ``fast``: :func:`metarep.methods.fo_anil.fo_anil_grad`, never forming ``X @ B``, over the
   pool in cache-sized chunks, as ``metarep run`` does (``fast_1chunk``: the same in one piece);
-- ``floor``: four plain reads of the task tensors (two of ``X_in``, two of ``X_out``).
+- ``floor``: four plain reads of the task tensors (two of ``X_in``, two of ``X_out``);
+- ``gram`` (settings with ``m > d``): FO-ANIL from per-task second moments ``X_iᵀX_i/m``.
 
 Plus the infinite-regime step (independent of N) and the peak resident memory of one step over
 10⁶ fresh tasks generated in chunks (measured in a child process).
@@ -18,6 +19,7 @@ from __future__ import annotations
 
 import json
 import resource
+from pathlib import Path
 import statistics
 import subprocess
 import sys
@@ -27,7 +29,7 @@ from typing import Callable
 import torch
 
 from .methods import chunked_mean, generic_linear_grad
-from .methods.fo_anil import fo_anil_grad
+from .methods.fo_anil import fo_anil_grad, fo_anil_grad_gram
 from .models import LinearParams, init_linear
 from .population import fo_anil_expected_grad
 from .tasks import FreshTasks, LinearRepTasks, TaskBatch, TaskPool
@@ -35,6 +37,7 @@ from .tasks import FreshTasks, LinearRepTasks, TaskBatch, TaskPool
 SETTINGS = {
     "paper": dict(d=50, k=5, width=50, n=5000, m_in=20, m_out=10),
     "large": dict(d=200, k=5, width=200, n=20000, m_in=20, m_out=10),
+    "tall": dict(d=20, k=5, width=20, n=5000, m_in=50, m_out=50),  # m > d: the Gram path applies
 }
 
 
@@ -98,12 +101,27 @@ def bench_setting(name: str, repeats: int = 5, loop_tasks: int = 200, alpha: flo
     }
     inf_B = p._replace(w=torch.zeros_like(p.w))
     tasks64 = LinearRepTasks(tasks.B_star, tasks.sigma_diag, tasks.sigma2)
+    if min(s["m_in"], s["m_out"]) > s["d"]:  # per-task second moments, as `metarep run` uses then
+        gram_fn = chunked_mean(lambda q, b: fo_anil_grad_gram(q, b, alpha), TaskPool(batch, None, g, gram=True))
+        times["gram"] = median_time(lambda: gram_fn(p), repeats)
     times["infinite"] = median_time(lambda: fo_anil_expected_grad(inf_B, tasks64, alpha, s["m_in"]), repeats * 10)
     return {
         "setting": {**s, "dtype": "float32"},
         "seconds": times,
         "ratio_to_fast": {k: v / times["fast"] for k, v in times.items()},
     }
+
+
+def _peak_rss_kb() -> int:
+    """Peak resident memory of this process image (``VmHWM``; unlike ``ru_maxrss`` it is not
+    inherited from the parent across fork and exec)."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1])
+    except OSError:
+        pass
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
 
 
 def streaming_peak_memory(n: int = 1_000_000, d: int = 50, width: int = 50, m_in: int = 20, m_out: int = 10) -> dict:
@@ -119,7 +137,7 @@ def streaming_peak_memory(n: int = 1_000_000, d: int = 50, width: int = 50, m_in
         c = batch.num_tasks
         total = [x * c for x in gr] if total is None else [a + x * c for a, x in zip(total, gr)]
     seconds = time.perf_counter() - t
-    peak_kb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    peak_kb = _peak_rss_kb()
     return {"tasks": n, "chunk": source.chunk, "seconds": seconds, "peak_rss_mb": peak_kb / 1024,
             "full_tensor_mb": n * (m_in + m_out) * d * 4 / 2**20}
 

@@ -109,7 +109,7 @@ def run(
 @app.command()
 def bench(
     json_out: bool = typer.Option(False, "--json", help="Print the results as JSON."),
-    settings: str = typer.Option("paper,large", "--settings", help="Comma-separated: paper, large."),
+    settings: str = typer.Option("paper,large", "--settings", help="Comma-separated: paper, large, tall (m > d)."),
     streaming_tasks: int = typer.Option(1_000_000, "--streaming-tasks", min=1, help="Fresh tasks in the streaming step."),
 ) -> None:
     """Time the FO-ANIL step on every path side by side, and the streaming step's peak memory."""

@@ -35,6 +35,34 @@ class TaskBatch(NamedTuple):
         return torch.cat([self.X_in, self.X_out], 1), torch.cat([self.y_in, self.y_out], 1)
 
 
+class GramBatch(NamedTuple):
+    """The same tasks as a :class:`TaskBatch`, as per-task second moments (for ``m > d``).
+
+    ``G_in (N, d, d) = X_inᵀX_in/m_in``, ``c_in (N, d) = X_inᵀy_in/m_in``, and likewise for the outer
+    set. Every linear-model gradient that only needs ``Σ̂ u − Xᵀy/m`` is exact from these.
+    """
+
+    G_in: torch.Tensor
+    c_in: torch.Tensor
+    G_out: torch.Tensor
+    c_out: torch.Tensor
+
+    @property
+    def num_tasks(self) -> int:
+        return self.G_in.shape[0]
+
+    @classmethod
+    def from_batch(cls, b: TaskBatch) -> "GramBatch":
+        def moments(X: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+            m = X.shape[1]
+            return X.transpose(1, 2) @ X / m, torch.einsum("nm,nmd->nd", y, X) / m
+
+        return cls(*moments(b.X_in, b.y_in), *moments(b.X_out, b.y_out))
+
+    def select(self, idx: torch.Tensor) -> "GramBatch":
+        return GramBatch(*(t[idx] for t in self))
+
+
 def task_cov_diag(k: int, kind: str, trace: float | None = None) -> torch.Tensor:
     """Diagonal of Σ*, float64 ``(k,)``: ``identity`` or ``linear`` ∝ (1, …, k), scaled to ``trace``.
 
@@ -150,10 +178,10 @@ def chunk_size(m: int, d: int, numbers: int) -> int:
     return max(1, numbers // (m * d))
 
 
-def split(batch: TaskBatch, chunk: int):
+def split(batch: TaskBatch | GramBatch, chunk: int):
     """Consecutive slices (views) of at most ``chunk`` tasks."""
     for i in range(0, batch.num_tasks, chunk):
-        yield TaskBatch(*(t[i : i + chunk] for t in batch))
+        yield type(batch)(*(t[i : i + chunk] for t in batch))
 
 
 class TaskPool:
@@ -164,18 +192,23 @@ class TaskPool:
     cache (``metarep bench``: their per-call overhead outweighs the cache reuse).
     """
 
-    def __init__(self, pool: TaskBatch, task_batch: int | None, generator: torch.Generator, chunk: int | None = None):
+    def __init__(
+        self, pool: TaskBatch, task_batch: int | None, generator: torch.Generator, chunk: int | None = None,
+        gram: bool = False,
+    ):
         self.pool = pool
         self.task_batch = task_batch
         self.generator = generator
-        m = pool.X_in.shape[1] + pool.X_out.shape[1]
-        self.chunk = chunk or chunk_size(m, pool.X_in.shape[2], 2**22)
+        m, d = pool.X_in.shape[1] + pool.X_out.shape[1], pool.X_in.shape[2]
+        # with gram=True the steps read per-task second moments (N×d×d) instead of the samples
+        self.steps_pool: TaskBatch | GramBatch = GramBatch.from_batch(pool) if gram else pool
+        self.chunk = chunk or chunk_size(2 * d if gram else m, d, 2**22)
 
     def batches(self):
-        batch = self.pool
-        if self.task_batch is not None and self.task_batch < self.pool.num_tasks:
-            idx = torch.randperm(self.pool.num_tasks, generator=self.generator, device=self.pool.X_in.device)
-            batch = self.pool.select(idx[: self.task_batch])
+        batch = self.steps_pool
+        if self.task_batch is not None and self.task_batch < batch.num_tasks:
+            idx = torch.randperm(batch.num_tasks, generator=self.generator, device=self.pool.X_in.device)
+            batch = batch.select(idx[: self.task_batch])
         yield from split(batch, self.chunk)
 
 

@@ -28,7 +28,7 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from ..learner import METHODS, MetaLearner, mean_ci, tune_inner_lr
-from ._util import spawn_seeds, torch_threads
+from ._util import need, validate_meta_options, spawn_seeds, torch_threads
 from .images import ClassImages, EpisodeSampler, load_digits, rotate_classes
 
 
@@ -72,23 +72,10 @@ class FewShotConfig:
     seed: int = 0
 
     def validate(self) -> None:
-        def need(ok: bool, key: str, allowed: str, value) -> None:
-            if not ok:
-                raise ValueError(f"{key}: must be {allowed}, got {value!r}")
-
+        validate_meta_options(self, METHODS)
         need(self.ways >= 2, "--ways", ">= 2", self.ways)
         need(self.shots >= 1, "--shots", ">= 1", self.shots)
         need(self.queries >= 1, "--queries", ">= 1", self.queries)
-        need(len(self.methods) > 0 and all(m in METHODS and m != "pretrain" for m in self.methods), "--methods",
-             "a comma-separated subset of fo_anil, anil, fo_maml, maml, reptile", ",".join(self.methods))
-        need(self.iterations >= 0, "--iterations", ">= 0", self.iterations)
-        need(self.meta_batch >= 1, "--meta-batch", ">= 1", self.meta_batch)
-        need(self.inner_lr > 0 and math.isfinite(self.inner_lr), "--inner-lr", "> 0", self.inner_lr)
-        need(self.inner_steps >= 1, "--inner-steps", ">= 1", self.inner_steps)
-        need(self.outer_lr > 0 and math.isfinite(self.outer_lr), "--outer-lr", "> 0", self.outer_lr)
-        need(len(self.eval_steps) > 0 and all(isinstance(s, int) and s >= 0 for s in self.eval_steps), "--steps",
-             "integers >= 0", self.eval_steps)
-        need(self.test_tasks >= 2, "--test-tasks", ">= 2", self.test_tasks)
         need(self.channels >= 1, "--channels", ">= 1", self.channels)
         need(self.rotations in (1, 2, 3, 4), "--rotations", "1, 2, 3 or 4", self.rotations)
         need(self.seed >= 0, "--seed", ">= 0", self.seed)

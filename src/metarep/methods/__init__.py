@@ -18,7 +18,7 @@ import torch
 from ..models import FORWARDS, LinearParams, axpy, linear_forward
 from ..tasks import FreshTasks, LinearRepTasks, TaskBatch, TaskPool
 from .anil import anil_grad
-from .fo_anil import fo_anil_grad
+from .fo_anil import fo_anil_grad, fo_anil_grad_gram
 from .fo_maml import fo_maml_grad
 from .generic import meta_grad
 from .maml import maml_grad
@@ -138,6 +138,14 @@ def chunked_mean(batch_grad: GradFn, source: TaskPool | FreshTasks) -> Callable[
     return grad
 
 
+def uses_gram(cfg) -> bool:
+    """Per-task second moments pay off for FO-ANIL on a fixed pool when both sets have more
+    samples than dimensions (``m > d``): ``N×d×d`` numbers instead of ``N×m×d``."""
+    da = cfg.data
+    return (cfg.method.name == "fo_anil" and cfg.method.impl == "closed_form" and cfg.model.kind == "linear"
+            and not cfg.infinite and not da.fresh and min(da.m_in, da.m_out) > cfg.task.d)
+
+
 def make_stepper(cfg, tasks: LinearRepTasks, source: TaskPool | FreshTasks | None) -> Stepper:
     """The stepper of ``cfg.method`` on ``source`` (``None`` in the infinite regime)."""
     me = cfg.method
@@ -146,6 +154,8 @@ def make_stepper(cfg, tasks: LinearRepTasks, source: TaskPool | FreshTasks | Non
             grad = expected_grad_fn(me.name, me.alpha, me.inner_steps, cfg.data.m_in, tasks)
         elif cfg.model.kind != "linear":
             grad = chunked_mean(generic_model_grad(cfg.model.kind, me.name, me.alpha, me.inner_steps), source)
+        elif getattr(source, "steps_pool", None) is not None and not isinstance(source.steps_pool, TaskBatch):
+            grad = chunked_mean(lambda p, b: fo_anil_grad_gram(p, b, me.alpha, me.inner_steps), source)
         else:
             grad = chunked_mean(outer_grad_fn(me.name, me.alpha, me.inner_steps, me.impl), source)
         return Stepper(init=lambda p: p, step=lambda p: axpy(p, grad(p), me.beta))

@@ -10,7 +10,7 @@ from __future__ import annotations
 import torch
 
 from ..models import LinearParams
-from ..tasks import TaskBatch
+from ..tasks import GramBatch, TaskBatch
 from ._linear import adapt_head, task_grad
 
 
@@ -31,3 +31,13 @@ def fo_anil_grad(params: LinearParams, batch: TaskBatch, alpha: float, inner_ste
     grad_B = g_out.T @ W / n  # mean_i g_out w_iᵀ
     grad_w = g_out.mean(0) @ params.B  # mean_i Bᵀ g_out
     return LinearParams(grad_B, grad_w)
+
+
+def fo_anil_grad_gram(params: LinearParams, batch: GramBatch, alpha: float, inner_steps: int = 1) -> LinearParams:
+    """:func:`fo_anil_grad` from per-task second moments, for ``m > d``: ``g = Σ̂ u − Xᵀy/m``."""
+    B, w = params
+    W = w - alpha * ((batch.G_in @ (B @ w) - batch.c_in) @ B)  # w_i = w − α Bᵀ g_in
+    for _ in range(inner_steps - 1):
+        W = W - alpha * ((torch.einsum("nde,ne->nd", batch.G_in, W @ B.T) - batch.c_in) @ B)
+    g_out = torch.einsum("nde,ne->nd", batch.G_out, W @ B.T) - batch.c_out  # Σ̂_out B w_i − X_outᵀy_out/m
+    return LinearParams(g_out.T @ W / g_out.shape[0], g_out.mean(0) @ B)
