@@ -67,7 +67,7 @@ def test_closed_forms_agree_with_monte_carlo(make_cfg, kind, width, head):
             if name in LS and abs(m - _ls_dim(name, res)) < 5:
                 continue
             assert math.isfinite(cf), (name, m)
-            # 3 standard errors (the criterion); seeds are fixed, so this is deterministic.
+            # 3 standard errors; seeds are fixed, so this is deterministic.
             assert abs(mc - cf) < 3 * se, (name, m, mc, cf, se)
             assert se < 0.05 * cf  # the check has power: the standard error is under 5% of the value
             checked += 1
