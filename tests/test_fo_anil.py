@@ -93,18 +93,43 @@ def test_gram_path_equals_sample_path_when_m_exceeds_d(steps):
     ref = fo_anil_grad(params, batch, 0.2, steps)
     got = fo_anil_grad_gram(params, GramBatch.from_batch(batch), 0.2, steps)
     pooled = chunked_mean(lambda p, b: fo_anil_grad_gram(p, b, 0.2, steps),
-                          TaskPool(batch, None, gen(0), chunk=4, gram=True))(params)
+                          TaskPool(batch, None, gen(0), chunk=4, layout="gram"))(params)
     for r, a, b in zip(ref, got, pooled):
         assert torch.allclose(a, r, atol=1e-12) and torch.allclose(b, r, atol=1e-12)
 
 
 def test_run_switches_to_gram_for_large_m(make_cfg):
-    from metarep.methods import uses_gram
+    from metarep.methods import pool_layout
     from metarep.train import train
 
     cfg = make_cfg("task.d=8", "data.m_in=12", "data.m_out=10", "data.tasks=200", "run.steps=50", 'run.dtype="float64"')
-    assert uses_gram(cfg) and not uses_gram(make_cfg("task.d=8", "data.m_in=12", "data.m_out=5"))
+    assert pool_layout(cfg) == "gram" and pool_layout(make_cfg("task.d=8", "data.m_in=12", "data.m_out=5")) == "dual"
     fast = train(cfg, progress=False).params
     slow = train(make_cfg("task.d=8", "data.m_in=12", "data.m_out=10", "data.tasks=200", "run.steps=50",
                           'run.dtype="float64"', 'method.impl="autodiff"'), progress=False).params
     assert torch.allclose(fast.B, slow.B, atol=1e-10)
+
+
+@pytest.mark.parametrize("name", ["fo_anil", "anil", "fo_maml", "maml"])
+def test_two_layout_pool_equals_sample_pool_in_chunks_and_minibatches(name):
+    """The pool stored in two layouts (what `metarep run` uses) gives the same steps as the pool
+    as sampled, whole, in chunks and in random mini-batches."""
+    from metarep.methods import chunked_mean
+    from metarep.tasks import TaskPool
+
+    params, batch = linear_problem(12, 10, 4, 11)  # width 12 > 2d/3: FO-ANIL's wide-head form
+    fn = outer_grad_fn(name, 0.2)
+    for chunk, task_batch in ((None, None), (4, None), (3, 7)):
+        pools = [TaskPool(batch, task_batch, gen(5), chunk=chunk, layout=lay) for lay in ("samples", "dual")]
+        a, b = (chunked_mean(fn, p)(params) for p in pools)
+        for x, y in zip(a, b):
+            assert torch.allclose(x, y, rtol=0, atol=1e-12)
+
+
+def test_default_runs_store_the_pool_in_two_layouts(make_cfg):
+    from metarep.methods import pool_layout
+
+    assert pool_layout(make_cfg()) == "dual"
+    assert pool_layout(make_cfg('method.name="reptile"')) == "samples"
+    assert pool_layout(make_cfg("data.fresh=true")) == "samples"
+    assert pool_layout(make_cfg('method.impl="autodiff"')) == "samples"

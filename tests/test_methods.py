@@ -9,7 +9,7 @@ from metarep.methods.moments import moments_estimate
 from metarep.methods.multitask import MultitaskParams, multitask_grad, multitask_loss
 from metarep.metrics import subspace_sin
 from metarep.models import LinearParams
-from metarep.tasks import LinearRepTasks
+from metarep.tasks import DualBatch, LinearRepTasks
 
 from conftest import gen, linear_problem
 
@@ -67,12 +67,13 @@ def test_closed_form_and_torch_func_equal_plain_definition(name, width, steps):
     params, batch = _setup(width)
     ref = _reference(name, params, batch, steps)
     closed = outer_grad_fn(name, ALPHA, steps)(params, batch)
+    dual = outer_grad_fn(name, ALPHA, steps)(params, DualBatch.from_batch(batch))  # the pool's two layouts
     auto = outer_grad_fn(name, ALPHA, steps, impl="autodiff")(params, batch)
-    for r, c, a in zip(ref, closed, auto):
+    for r, c, c2, a in zip(ref, closed, dual, auto):
         # float64: the paths differ only by round-off (~1e-15 relative); 1e-9 leaves ample room
         # while any algebra slip is of the size of the gradient itself (> 1e-3 here).
-        assert torch.allclose(c, r, rtol=0, atol=1e-9), float((c - r).abs().max())
-        assert torch.allclose(a, r, rtol=0, atol=1e-9), float((a - r).abs().max())
+        for got in (c, c2, a):
+            assert torch.allclose(got, r, rtol=0, atol=1e-9), float((got - r).abs().max())
     assert float(ref.B.abs().max()) > 1e-3
 
 

@@ -6,9 +6,13 @@ Paths compared on the same tasks and parameters:
   hundred tasks and scaled to N);
 - ``vmap``: ``torch.func.vmap`` of ``grad`` (:mod:`metarep.methods.generic`);
 - ``closed_xb``: the batched closed form that forms ``X @ B`` (``N×m×k'``);
-- ``fast``: :func:`metarep.methods.fo_anil.fo_anil_grad`, never forming ``X @ B``, over the
-  pool in cache-sized chunks, as ``metarep run`` does (``fast_1chunk``: the same in one piece);
+- ``fast``: :func:`metarep.methods.fo_anil.fo_anil_grad`, never forming ``X @ B``, on the pool
+  stored in two layouts (:class:`metarep.tasks.DualBatch`), in chunks, as ``metarep run`` does
+  (``fast_1chunk``: the same in one piece; ``fast_samples``: the pool in one layout, as fresh
+  tasks are processed);
 - ``floor``: four plain reads of the task tensors (two of ``X_in``, two of ``X_out``);
+  ``floor_dual``: one read of each of the four tensors the fast path reads (``X_in``, its
+  transpose, ``X_out``, its transpose; the same number of bytes);
 - ``gram`` (settings with ``m > d``): FO-ANIL from per-task second moments ``X_iᵀX_i/m``.
 
 Plus the infinite-regime step (independent of N) and the peak resident memory of one step over
@@ -32,7 +36,7 @@ from .methods import chunked_mean, generic_linear_grad
 from .methods.fo_anil import fo_anil_grad, fo_anil_grad_gram
 from .models import LinearParams, init_linear
 from .population import fo_anil_expected_grad
-from .tasks import FreshTasks, LinearRepTasks, TaskBatch, TaskPool
+from .tasks import DualBatch, FreshTasks, LinearRepTasks, TaskBatch, TaskPool
 
 SETTINGS = {
     "paper": dict(d=50, k=5, width=50, n=5000, m_in=20, m_out=10),
@@ -41,16 +45,27 @@ SETTINGS = {
 }
 
 
-def median_time(fn: Callable[[], object], repeats: int, warmup: int = 1) -> float:
-    """Median wall time of ``fn()`` in seconds over ``repeats`` calls, after ``warmup`` calls."""
-    for _ in range(warmup):
+def median_times(fns: dict[str, Callable[[], object]], rounds: int, calls: dict[str, int] | None = None) -> dict[str, float]:
+    """Median wall time in seconds of each ``fn()``, measured side by side: every round calls every
+    path in turn, so a change in the machine's load during the run falls on all paths alike.
+
+    A path named in ``calls`` is timed ``calls[name]`` times a round after one untimed call, so it
+    is measured in the steady state of a training loop, not just after another path emptied the
+    caches. One warm-up call each first.
+    """
+    calls = calls or {}
+    for fn in fns.values():
         fn()
-    times = []
-    for _ in range(repeats):
-        t = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t)
-    return statistics.median(times)
+    samples: dict[str, list[float]] = {k: [] for k in fns}
+    for _ in range(rounds):
+        for k, fn in fns.items():
+            if k in calls:
+                fn()
+            for _ in range(calls.get(k, 1)):
+                t = time.perf_counter()
+                fn()
+                samples[k].append(time.perf_counter() - t)
+    return {k: statistics.median(v) for k, v in samples.items()}
 
 
 def fo_anil_grad_xb(params: LinearParams, batch: TaskBatch, alpha: float) -> LinearParams:
@@ -78,7 +93,7 @@ def fo_anil_loop(params: LinearParams, batch: TaskBatch, alpha: float) -> Linear
     return LinearParams(gB / batch.num_tasks, gw / batch.num_tasks)
 
 
-def bench_setting(name: str, repeats: int = 5, loop_tasks: int = 200, alpha: float = 0.1) -> dict[str, object]:
+def bench_setting(name: str, rounds: int = 7, loop_tasks: int = 200, alpha: float = 0.1) -> dict[str, object]:
     """Median step times (seconds) of every path on one setting, and their ratios to ``fast``."""
     s = SETTINGS[name]
     g = torch.Generator().manual_seed(0)
@@ -88,23 +103,30 @@ def bench_setting(name: str, repeats: int = 5, loop_tasks: int = 200, alpha: flo
     p = LinearParams(p.B, 0.1 * torch.randn(s["width"], generator=g))  # a generic, non-zero head
     small = batch.select(torch.arange(loop_tasks))
     vmap_fn = generic_linear_grad("fo_anil", alpha, 1)
-    fast_fn = chunked_mean(lambda q, b: fo_anil_grad(q, b, alpha), TaskPool(batch, None, g))
-    times = {
-        "loop": median_time(lambda: fo_anil_loop(p, small, alpha), 1) * s["n"] / loop_tasks,
-        "vmap": median_time(lambda: vmap_fn(p, batch), max(2, repeats // 2)),
-        "closed_xb": median_time(lambda: fo_anil_grad_xb(p, batch, alpha), repeats),
-        "fast": median_time(lambda: fast_fn(p), repeats),
-        "fast_1chunk": median_time(lambda: fo_anil_grad(p, batch, alpha), repeats),
-        "floor": median_time(
-            lambda: (batch.X_in.sum(), batch.X_in.sum(), batch.X_out.sum(), batch.X_out.sum()), repeats
-        ),
+    fast_grad = lambda q, b: fo_anil_grad(q, b, alpha)  # noqa: E731
+    pool = TaskPool(batch, None, g, layout="dual")
+    fast_fn, samples_fn = chunked_mean(fast_grad, pool), chunked_mean(fast_grad, TaskPool(batch, None, g))
+    dual = pool.steps_pool
+    paths = {
+        "loop": lambda: fo_anil_loop(p, small, alpha),  # scaled to N below
+        "vmap": lambda: vmap_fn(p, batch),
+        "closed_xb": lambda: fo_anil_grad_xb(p, batch, alpha),
+        "fast": lambda: fast_fn(p),
+        "fast_1chunk": lambda: fo_anil_grad(p, dual, alpha),
+        "fast_samples": lambda: samples_fn(p),
+        "floor": lambda: (batch.X_in.sum(), batch.X_in.sum(), batch.X_out.sum(), batch.X_out.sum()),
+        "floor_dual": lambda: (dual.X_in.sum(), dual.Xt_in.sum(), dual.X_out.sum(), dual.Xt_out.sum()),
     }
+    if min(s["m_in"], s["m_out"]) > s["d"]:  # per-task second moments, as `metarep run` uses then
+        gram_fn = chunked_mean(lambda q, b: fo_anil_grad_gram(q, b, alpha), TaskPool(batch, None, g, layout="gram"))
+        paths["gram"] = lambda: gram_fn(p)
     inf_B = p._replace(w=torch.zeros_like(p.w))
     tasks64 = LinearRepTasks(tasks.B_star, tasks.sigma_diag, tasks.sigma2)
-    if min(s["m_in"], s["m_out"]) > s["d"]:  # per-task second moments, as `metarep run` uses then
-        gram_fn = chunked_mean(lambda q, b: fo_anil_grad_gram(q, b, alpha), TaskPool(batch, None, g, gram=True))
-        times["gram"] = median_time(lambda: gram_fn(p), repeats)
-    times["infinite"] = median_time(lambda: fo_anil_expected_grad(inf_B, tasks64, alpha, s["m_in"]), repeats * 10)
+    paths["infinite"] = lambda: fo_anil_expected_grad(inf_B, tasks64, alpha, s["m_in"])
+    cheap = {k: 5 for k in ("fast", "fast_1chunk", "fast_samples", "floor", "floor_dual", "gram", "infinite")}
+    cheap["closed_xb"] = 2
+    times = median_times(paths, rounds, cheap)
+    times["loop"] *= s["n"] / loop_tasks
     return {
         "setting": {**s, "dtype": "float32"},
         "seconds": times,
@@ -158,9 +180,9 @@ def format_table(res: dict) -> str:
     for name, r in res["settings"].items():
         s = r["setting"]
         lines.append(f"\n{name}: N={s['n']} d={s['d']} width={s['width']} m_in={s['m_in']} m_out={s['m_out']} float32")
-        lines.append(f"  {'path':<10} {'median step':>12} {'x fast':>9}")
+        lines.append(f"  {'path':<12} {'median step':>12} {'x fast':>9}")
         for k, v in r["seconds"].items():
-            lines.append(f"  {k:<10} {v * 1e3:>9.3f} ms {r['ratio_to_fast'][k]:>9.2f}")
+            lines.append(f"  {k:<12} {v * 1e3:>9.3f} ms {r['ratio_to_fast'][k]:>9.2f}")
     st = res["streaming"]
     lines.append(
         f"\nstreaming: one step over {st['tasks']:,} fresh tasks in chunks of {st['chunk']}: "

@@ -28,11 +28,40 @@ class TaskBatch(NamedTuple):
 
     def select(self, idx: torch.Tensor) -> "TaskBatch":
         """The tasks at indices ``idx`` (1-D long tensor)."""
-        return TaskBatch(*(t[idx] for t in self))
+        return type(self)(*(t[idx] for t in self))
 
     def merged(self) -> tuple[torch.Tensor, torch.Tensor]:
         """All ``m = m_in + m_out`` samples of each task: ``X (N, m, d)``, ``y (N, m)``."""
         return torch.cat([self.X_in, self.X_out], 1), torch.cat([self.y_in, self.y_out], 1)
+
+    # A plain batch stores no transposed copies (see :class:`DualBatch`).
+    Xt_in = property(lambda self: None)
+    Xt_out = property(lambda self: None)
+
+
+class DualBatch(NamedTuple):
+    """A :class:`TaskBatch` that also stores each ``X`` transposed: ``Xt_in (N, d, m_in)``,
+    ``Xt_out (N, d, m_out)``, the same numbers.
+
+    Per-task products ``X u_i`` then read ``Xt`` and ``Xᵀ r`` read ``X``, both as vector–matrix
+    products over contiguous rows, the fastest form of either on the CPU (``metarep bench``). The
+    price is twice the memory of the samples, so only a fixed pool is stored this way.
+    """
+
+    X_in: torch.Tensor
+    y_in: torch.Tensor
+    X_out: torch.Tensor
+    y_out: torch.Tensor
+    Xt_in: torch.Tensor
+    Xt_out: torch.Tensor
+
+    num_tasks = TaskBatch.num_tasks
+    select = TaskBatch.select
+    merged = TaskBatch.merged
+
+    @classmethod
+    def from_batch(cls, b: TaskBatch) -> "DualBatch":
+        return cls(*b, b.X_in.transpose(1, 2).contiguous(), b.X_out.transpose(1, 2).contiguous())
 
 
 class GramBatch(NamedTuple):
@@ -187,22 +216,29 @@ def split(batch: TaskBatch | GramBatch, chunk: int):
 class TaskPool:
     """A fixed pool of N tasks (finite regime): every step sees all of them, or a random mini-batch.
 
-    ``batches()`` yields the tasks of one step in chunks of about 2^22 numbers (16 MB in float32),
-    which bounds the temporaries of a step; smaller chunks were slower on a 2-core CPU with a 32 MB
-    cache (``metarep bench``: their per-call overhead outweighs the cache reuse).
+    ``batches()`` yields the tasks of one step in chunks whose temporaries hold about 2^22 numbers
+    (16 MB in float32); smaller chunks were slower on a 2-core CPU with a 32 MB cache (``metarep
+    bench``: their per-call overhead outweighs the cache reuse). ``layout`` picks what the steps read:
+    ``"samples"`` (the pool as sampled), ``"dual"`` (:class:`DualBatch`) or ``"gram"``
+    (:class:`GramBatch`).
     """
+
+    LAYOUTS = {"samples": lambda b: b, "dual": DualBatch.from_batch, "gram": GramBatch.from_batch}
 
     def __init__(
         self, pool: TaskBatch, task_batch: int | None, generator: torch.Generator, chunk: int | None = None,
-        gram: bool = False,
+        layout: str = "samples",
     ):
         self.pool = pool
         self.task_batch = task_batch
         self.generator = generator
         m, d = pool.X_in.shape[1] + pool.X_out.shape[1], pool.X_in.shape[2]
-        # with gram=True the steps read per-task second moments (N×d×d) instead of the samples
-        self.steps_pool: TaskBatch | GramBatch = GramBatch.from_batch(pool) if gram else pool
-        self.chunk = chunk or chunk_size(2 * d if gram else m, d, 2**22)
+        # what the steps read: the samples, the samples in two layouts, or per-task second moments
+        self.steps_pool: TaskBatch | DualBatch | GramBatch = self.LAYOUTS[layout](pool)
+        # the largest temporaries per task: a copy of the samples (m×d), a Gram pair (2d×d), or,
+        # with both layouts, vectors of d numbers only
+        rows = {"samples": m, "gram": 2 * d, "dual": 1}[layout]
+        self.chunk = chunk or chunk_size(rows, d, 2**22)
 
     def batches(self):
         batch = self.steps_pool

@@ -16,7 +16,7 @@ import torch
 from tqdm.auto import tqdm
 
 from .config import Config
-from .methods import Stepper, make_stepper, uses_gram
+from .methods import Stepper, make_stepper, pool_layout
 from .metrics import representation_metrics
 from .models import init_model
 from .tasks import FreshTasks, LinearRepTasks, TaskPool
@@ -70,7 +70,7 @@ def build(cfg: Config) -> tuple[LinearRepTasks, NamedTuple, Stepper, dict[str, i
         if da.fresh:
             source = FreshTasks(tasks, da.tasks, da.m_in, da.m_out, gen)
         else:
-            source = TaskPool(tasks.sample(da.tasks, da.m_in, da.m_out, gen), da.task_batch, gen, gram=uses_gram(cfg))
+            source = TaskPool(tasks.sample(da.tasks, da.m_in, da.m_out, gen), da.task_batch, gen, layout=pool_layout(cfg))
     stepper = make_stepper(cfg, tasks, source)
     return tasks, stepper.init(params), stepper, seeds
 

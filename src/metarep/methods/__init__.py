@@ -16,7 +16,7 @@ from typing import Callable, NamedTuple
 import torch
 
 from ..models import FORWARDS, LinearParams, axpy, linear_forward
-from ..tasks import FreshTasks, LinearRepTasks, TaskBatch, TaskPool
+from ..tasks import FreshTasks, GramBatch, LinearRepTasks, TaskBatch, TaskPool
 from .anil import anil_grad
 from .fo_anil import fo_anil_grad, fo_anil_grad_gram
 from .fo_maml import fo_maml_grad
@@ -138,12 +138,20 @@ def chunked_mean(batch_grad: GradFn, source: TaskPool | FreshTasks) -> Callable[
     return grad
 
 
-def uses_gram(cfg) -> bool:
-    """Per-task second moments pay off for FO-ANIL on a fixed pool when both sets have more
-    samples than dimensions (``m > d``): ``N×d×d`` numbers instead of ``N×m×d``."""
-    da = cfg.data
-    return (cfg.method.name == "fo_anil" and cfg.method.impl == "closed_form" and cfg.model.kind == "linear"
-            and not cfg.infinite and not da.fresh and min(da.m_in, da.m_out) > cfg.task.d)
+def pool_layout(cfg) -> str:
+    """How a fixed pool of tasks is stored for the steps (:class:`metarep.tasks.TaskPool`).
+
+    ``"gram"``: per-task second moments, for FO-ANIL when both sets have more samples than
+    dimensions (``m > d``: ``N×d×d`` numbers instead of ``N×m×d``). ``"dual"``: the samples in two
+    layouts, for the closed forms that read ``X_in`` and ``X_out`` (the fast CPU products, at twice
+    the memory). ``"samples"`` otherwise.
+    """
+    da, me = cfg.data, cfg.method
+    closed_linear = me.impl == "closed_form" and cfg.model.kind == "linear" and not cfg.infinite and not da.fresh
+    if closed_linear and me.name == "fo_anil" and min(da.m_in, da.m_out) > cfg.task.d:
+        return "gram"
+    one_step = me.name == "fo_anil" or (me.name in ("anil", "fo_maml", "maml") and me.inner_steps == 1)
+    return "dual" if closed_linear and one_step else "samples"
 
 
 def make_stepper(cfg, tasks: LinearRepTasks, source: TaskPool | FreshTasks | None) -> Stepper:
@@ -154,7 +162,7 @@ def make_stepper(cfg, tasks: LinearRepTasks, source: TaskPool | FreshTasks | Non
             grad = expected_grad_fn(me.name, me.alpha, me.inner_steps, cfg.data.m_in, tasks)
         elif cfg.model.kind != "linear":
             grad = chunked_mean(generic_model_grad(cfg.model.kind, me.name, me.alpha, me.inner_steps), source)
-        elif getattr(source, "steps_pool", None) is not None and not isinstance(source.steps_pool, TaskBatch):
+        elif isinstance(getattr(source, "steps_pool", None), GramBatch):
             grad = chunked_mean(lambda p, b: fo_anil_grad_gram(p, b, me.alpha, me.inner_steps), source)
         else:
             grad = chunked_mean(outer_grad_fn(me.name, me.alpha, me.inner_steps, me.impl), source)

@@ -19,17 +19,26 @@ def fo_anil_terms(
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Per-task pieces of the FO-ANIL gradient: ``g_out (N, d)`` and adapted heads ``W (N, k')``."""
     B, w = params
-    W = adapt_head(B, w, batch.X_in, batch.y_in, alpha, inner_steps)  # w_i
-    g_out = task_grad(batch.X_out, batch.y_out, W @ B.T)  # X_outᵀ(X_out B w_i − y_out)/m_out
+    W = adapt_head(B, w, batch.X_in, batch.y_in, alpha, inner_steps, batch.Xt_in)  # w_i
+    g_out = task_grad(batch.X_out, batch.y_out, W @ B.T, batch.Xt_out)  # X_outᵀ(X_out B w_i − y_out)/m_out
     return g_out, W
 
 
 def fo_anil_grad(params: LinearParams, batch: TaskBatch, alpha: float, inner_steps: int = 1) -> LinearParams:
     """Mean FO-ANIL outer gradient over the tasks of ``batch``: ``(d, k')`` and ``(k',)``."""
+    B, w = params
+    n, (d, k) = batch.num_tasks, B.shape
+    if inner_steps == 1 and 3 * k > 2 * d:  # a wide head: two (N×d×d) products instead of three (N×d×k')
+        u = B @ w
+        g_in = task_grad(batch.X_in, batch.y_in, u, batch.Xt_in)  # (N, d)
+        U = torch.addmm(u, g_in, B @ B.T, alpha=-alpha)  # B w_i = u − α B Bᵀ g_in
+        g_out = task_grad(batch.X_out, batch.y_out, U, batch.Xt_out)  # (N, d)
+        s = g_out.sum(0)
+        grad_B = (torch.outer(s, w) - alpha * (g_out.T @ g_in) @ B) / n  # mean g_out w_iᵀ, w_iᵀ = wᵀ − α g_inᵀ B
+        return LinearParams(grad_B, s @ B / n)
     g_out, W = fo_anil_terms(params, batch, alpha, inner_steps)
-    n = g_out.shape[0]
     grad_B = g_out.T @ W / n  # mean_i g_out w_iᵀ
-    grad_w = g_out.mean(0) @ params.B  # mean_i Bᵀ g_out
+    grad_w = g_out.mean(0) @ B  # mean_i Bᵀ g_out
     return LinearParams(grad_B, grad_w)
 
 

@@ -17,10 +17,10 @@ from ._linear import task_grad
 def fo_maml_grad(params: LinearParams, batch: TaskBatch, alpha: float) -> LinearParams:
     """Mean FO-MAML outer gradient over the tasks of ``batch``: ``(d, k')`` and ``(k',)``."""
     B, w = params
-    g_in = task_grad(batch.X_in, batch.y_in, B @ w)  # (N, d)
+    g_in = task_grad(batch.X_in, batch.y_in, B @ w, batch.Xt_in)  # (N, d)
     W = w - alpha * (g_in @ B)  # w_i
     U = W @ B.T - alpha * (W @ w)[:, None] * g_in  # u_i = B_i w_i, (N, d)
-    g_out = task_grad(batch.X_out, batch.y_out, U)
+    g_out = task_grad(batch.X_out, batch.y_out, U, batch.Xt_out)
     n = batch.num_tasks
     grad_B = g_out.T @ W / n  # mean g_out w_iᵀ
     grad_w = g_out.mean(0) @ B - alpha * (g_in * g_out).sum(1).mean() * w  # mean B_iᵀ g_out

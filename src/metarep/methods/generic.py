@@ -68,5 +68,5 @@ def meta_grad(
             return grad(outer_loss)(adapt(forward, p, X_in, y_in, alpha, adapt_keys, inner_steps), X_out, y_out)
         return grad(lambda q: outer_loss(adapt(forward, q, X_in, y_in, alpha, adapt_keys, inner_steps), X_out, y_out))(p)
 
-    per_task = vmap(task_grad, in_dims=(None, 0, 0, 0, 0))(params, *batch)
+    per_task = vmap(task_grad, in_dims=(None, 0, 0, 0, 0))(params, batch.X_in, batch.y_in, batch.X_out, batch.y_out)
     return {k: v.mean(0) for k, v in per_task.items()}

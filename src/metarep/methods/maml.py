@@ -21,13 +21,13 @@ def maml_grad(params: LinearParams, batch: TaskBatch, alpha: float) -> LinearPar
     """Mean exact MAML outer gradient over the tasks of ``batch``: ``(d, k')`` and ``(k',)``."""
     B, w = params
     n = batch.num_tasks
-    g_in = task_grad(batch.X_in, batch.y_in, B @ w)  # (N, d)
+    g_in = task_grad(batch.X_in, batch.y_in, B @ w, batch.Xt_in)  # (N, d)
     W = w - alpha * (g_in @ B)  # w_i
     U = W @ B.T - alpha * (W @ w)[:, None] * g_in  # B_i w_i
-    g_out = task_grad(batch.X_out, batch.y_out, U)  # (N, d)
+    g_out = task_grad(batch.X_out, batch.y_out, U, batch.Xt_out)  # (N, d)
     go_gi = (g_out * g_in).sum(1, keepdim=True)  # g_out·g_in, (N, 1)
     Gw = g_out @ B - alpha * go_gi * w  # G_w = B_iᵀ g_out, (N, k')
-    z = cov_apply(batch.X_in, g_out * (W @ w)[:, None] + Gw @ B.T)  # Σ̂_in (G_B w + B G_w)
+    z = cov_apply(batch.X_in, g_out * (W @ w)[:, None] + Gw @ B.T, batch.Xt_in)  # Σ̂_in (G_B w + B G_w)
     grad_B = (g_out.T @ W - alpha * (g_in.T @ Gw) - alpha * z.sum(0)[:, None] * w) / n
     grad_w = (Gw - alpha * go_gi * W - alpha * (z @ B)).mean(0)
     return LinearParams(grad_B, grad_w)
