@@ -133,3 +133,4 @@ def test_default_runs_store_the_pool_in_two_layouts(make_cfg):
     assert pool_layout(make_cfg('method.name="reptile"')) == "samples"
     assert pool_layout(make_cfg("data.fresh=true")) == "samples"
     assert pool_layout(make_cfg('method.impl="autodiff"')) == "samples"
+    assert pool_layout(make_cfg("data.tasks=3000000")) == "samples"  # a second copy would take 18 GB

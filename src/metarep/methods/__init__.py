@@ -138,20 +138,24 @@ def chunked_mean(batch_grad: GradFn, source: TaskPool | FreshTasks) -> Callable[
     return grad
 
 
+DUAL_MAX_NUMBERS = 2**28  # the second copy of a pool stays under 1 GiB in float32
+
+
 def pool_layout(cfg) -> str:
     """How a fixed pool of tasks is stored for the steps (:class:`metarep.tasks.TaskPool`).
 
     ``"gram"``: per-task second moments, for FO-ANIL when both sets have more samples than
     dimensions (``m > d``: ``N×d×d`` numbers instead of ``N×m×d``). ``"dual"``: the samples in two
     layouts, for the closed forms that read ``X_in`` and ``X_out`` (the fast CPU products, at twice
-    the memory). ``"samples"`` otherwise.
+    the memory), unless the second copy would pass :data:`DUAL_MAX_NUMBERS`. ``"samples"`` otherwise.
     """
     da, me = cfg.data, cfg.method
     closed_linear = me.impl == "closed_form" and cfg.model.kind == "linear" and not cfg.infinite and not da.fresh
     if closed_linear and me.name == "fo_anil" and min(da.m_in, da.m_out) > cfg.task.d:
         return "gram"
     one_step = me.name == "fo_anil" or (me.name in ("anil", "fo_maml", "maml") and me.inner_steps == 1)
-    return "dual" if closed_linear and one_step else "samples"
+    small = da.tasks * (da.m_in + da.m_out) * cfg.task.d <= DUAL_MAX_NUMBERS
+    return "dual" if closed_linear and one_step and small else "samples"
 
 
 def make_stepper(cfg, tasks: LinearRepTasks, source: TaskPool | FreshTasks | None) -> Stepper:
