@@ -43,9 +43,9 @@ class DualBatch(NamedTuple):
     """A :class:`TaskBatch` that also stores each ``X`` transposed: ``Xt_in (N, d, m_in)``,
     ``Xt_out (N, d, m_out)``, the same numbers.
 
-    Per-task products ``X u_i`` then read ``Xt`` and ``Xᵀ r`` read ``X``, both as vector–matrix
-    products over contiguous rows, the fastest form of either on the CPU (``metarep bench``). The
-    price is twice the memory of the samples, so only a fixed pool is stored this way.
+    Per-task products ``X u_i`` then read ``Xt`` and ``Xᵀ r`` read ``X``, both as weighted sums of
+    contiguous rows, the fastest form of either on the CPU (``metarep bench``). The price is twice
+    the memory of the samples, so only a fixed pool is stored this way.
     """
 
     X_in: torch.Tensor

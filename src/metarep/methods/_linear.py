@@ -27,7 +27,7 @@ def _bags(n: int, a: int, device: torch.device) -> torch.Tensor:
 def row_sums(A: torch.Tensor, c: torch.Tensor) -> torch.Tensor:
     """``Σ_j c[i, j] · A[i, j, :]`` per task ``i``: ``A (N, a, b)``, ``c (N, a)`` -> ``(N, b)``."""
     n, a, b = A.shape
-    if A.device.type != "cpu":  # the batched vector–matrix product measured on CUDA
+    if A.device.type != "cpu":  # the batched vector–matrix product, checked on CUDA
         return (c.unsqueeze(1) @ A).squeeze(1)
     return F.embedding_bag(_bags(n, a, A.device), A.reshape(n * a, b), mode="sum", per_sample_weights=c)
 
