@@ -11,7 +11,7 @@ import torch
 
 from ..models import LinearParams
 from ..tasks import GramBatch, TaskBatch
-from ._linear import adapt_head, task_grad
+from ._linear import adapt_head, row_sums, task_grad
 
 
 def fo_anil_terms(
@@ -43,10 +43,16 @@ def fo_anil_grad(params: LinearParams, batch: TaskBatch, alpha: float, inner_ste
 
 
 def fo_anil_grad_gram(params: LinearParams, batch: GramBatch, alpha: float, inner_steps: int = 1) -> LinearParams:
-    """:func:`fo_anil_grad` from per-task second moments, for ``m > d``: ``g = Σ̂ u − Xᵀy/m``."""
+    """:func:`fo_anil_grad` from per-task second moments, for ``m > d``: ``g = Σ̂ u − Xᵀy/m``.
+
+    ``Σ̂`` is symmetric, so ``Σ̂ u = Σ_e u_e Σ̂[e, :]``, a weighted sum of its rows (:func:`row_sums`).
+    """
     B, w = params
-    W = w - alpha * ((batch.G_in @ (B @ w) - batch.c_in) @ B)  # w_i = w − α Bᵀ g_in
-    for _ in range(inner_steps - 1):
-        W = W - alpha * ((torch.einsum("nde,ne->nd", batch.G_in, W @ B.T) - batch.c_in) @ B)
-    g_out = torch.einsum("nde,ne->nd", batch.G_out, W @ B.T) - batch.c_out  # Σ̂_out B w_i − X_outᵀy_out/m
-    return LinearParams(g_out.T @ W / g_out.shape[0], g_out.mean(0) @ B)
+    n = batch.num_tasks
+    W, U = w, (B @ w).expand(n, -1)  # the heads and B w_i, shared before the inner steps
+    for _ in range(inner_steps):
+        g_in = row_sums(batch.G_in, U) - batch.c_in  # Σ̂_in B w_i − X_inᵀy_in/m
+        W = torch.addmm(W, g_in, B, alpha=-alpha)  # w_i ← w_i − α Bᵀ g_in
+        U = W @ B.T
+    g_out = row_sums(batch.G_out, U) - batch.c_out  # Σ̂_out B w_i − X_outᵀy_out/m
+    return LinearParams(g_out.T @ W / n, g_out.mean(0) @ B)
