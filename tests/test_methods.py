@@ -108,3 +108,14 @@ def test_moments_population_matrix_and_consistency():
         sins.append(subspace_sin(moments_estimate(X, y, 3), t.B_star))
     assert all(b < a for a, b in zip(sins, sins[1:])), sins
     assert sins[-1] < 0.1
+
+
+def test_row_sums_both_forms_equal_the_definition():
+    from metarep.methods._linear import row_sums
+
+    g = gen(3)
+    A = torch.randn(7, 4, 5, generator=g, dtype=torch.float64)
+    for c in (torch.randn(7, 4, generator=g, dtype=torch.float64), torch.randn(4, dtype=torch.float64).expand(7, -1)):
+        ref = torch.stack([sum(c[i, j] * A[i, j] for j in range(4)) for i in range(7)])
+        for bags in (True, False):
+            assert torch.allclose(row_sums(A, c, bags), ref, rtol=0, atol=1e-13)

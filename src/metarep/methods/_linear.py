@@ -24,10 +24,14 @@ def _bags(n: int, a: int, device: torch.device) -> torch.Tensor:
     return torch.arange(n * a, dtype=dtype, device=device).view(n, a)
 
 
-def row_sums(A: torch.Tensor, c: torch.Tensor) -> torch.Tensor:
-    """``Σ_j c[i, j] · A[i, j, :]`` per task ``i``: ``A (N, a, b)``, ``c (N, a)`` -> ``(N, b)``."""
+def row_sums(A: torch.Tensor, c: torch.Tensor, bags: bool | None = None) -> torch.Tensor:
+    """``Σ_j c[i, j] · A[i, j, :]`` per task ``i``: ``A (N, a, b)``, ``c (N, a)`` -> ``(N, b)``.
+
+    ``bags``: one ``embedding_bag`` call (default on the CPU) or a batched vector–matrix product
+    (default elsewhere; the form checked on CUDA).
+    """
     n, a, b = A.shape
-    if A.device.type != "cpu":  # the batched vector–matrix product, checked on CUDA
+    if not (A.device.type == "cpu" if bags is None else bags):
         return (c.unsqueeze(1) @ A).squeeze(1)
     return F.embedding_bag(_bags(n, a, A.device), A.reshape(n * a, b), mode="sum", per_sample_weights=c)
 
