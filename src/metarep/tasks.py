@@ -24,7 +24,7 @@ class TaskBatch(NamedTuple):
 
     @property
     def num_tasks(self) -> int:
-        return self.X_in.shape[0]
+        return self[0].shape[0]  # every field has the task axis first
 
     def select(self, idx: torch.Tensor) -> "TaskBatch":
         """The tasks at indices ``idx`` (1-D long tensor)."""
@@ -76,9 +76,8 @@ class GramBatch(NamedTuple):
     G_out: torch.Tensor
     c_out: torch.Tensor
 
-    @property
-    def num_tasks(self) -> int:
-        return self.G_in.shape[0]
+    num_tasks = TaskBatch.num_tasks
+    select = TaskBatch.select
 
     @classmethod
     def from_batch(cls, b: TaskBatch) -> "GramBatch":
@@ -87,9 +86,6 @@ class GramBatch(NamedTuple):
             return X.transpose(1, 2) @ X / m, torch.einsum("nm,nmd->nd", y, X) / m
 
         return cls(*moments(b.X_in, b.y_in), *moments(b.X_out, b.y_out))
-
-    def select(self, idx: torch.Tensor) -> "GramBatch":
-        return GramBatch(*(t[idx] for t in self))
 
 
 def task_cov_diag(k: int, kind: str, trace: float | None = None) -> torch.Tensor:
