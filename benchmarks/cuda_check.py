@@ -48,8 +48,10 @@ def main(out: Path) -> None:
     g = torch.Generator().manual_seed(0)
     tasks = LinearRepTasks.create(20, 5, 0.5, generator=g)
     batch = tasks.sample(300, 8, 5, g)
-    p = LinearParams(torch.randn(20, 12, generator=g, dtype=torch.float64) / 20**0.5,
-                     torch.randn(12, generator=g, dtype=torch.float64))
+    p = LinearParams(
+        torch.randn(20, 12, generator=g, dtype=torch.float64) / 20**0.5,
+        torch.randn(12, generator=g, dtype=torch.float64),
+    )
     pc = LinearParams(*(x.cuda() for x in p))
     bc = type(batch)(*(x.cuda() for x in batch))
     for name in ("fo_anil", "anil", "fo_maml", "maml", "reptile"):
@@ -81,9 +83,12 @@ def main(out: Path) -> None:
         d.mkdir(parents=True, exist_ok=True)
         save_run(r, d)
         s = r.summary
-        check(f"run {name} on cuda", r.status == "complete" and s["subspace_sin"] < 0.9,
-              f"{s['steps']} steps in {s['wall_seconds']:.1f} s, subspace_sin {s['subspace_sin']:.3g}, "
-              f"signal_eigs {[round(x, 3) for x in s['signal_eigs']]}")
+        check(
+            f"run {name} on cuda",
+            r.status == "complete" and s["subspace_sin"] < 0.9,
+            f"{s['steps']} steps in {s['wall_seconds']:.1f} s, subspace_sin {s['subspace_sin']:.3g}, "
+            f"signal_eigs {[round(x, 3) for x in s['signal_eigs']]}",
+        )
         if name == "infinite":
             cpu = train(load_config(None, over), progress=False).summary
             err = max(abs(a - b) for a, b in zip(cpu["signal_eigs"], s["signal_eigs"]))
@@ -92,8 +97,13 @@ def main(out: Path) -> None:
 
     ev = evaluate_run(load_run(out / "paper_fo_anil"), m_test=(10, 20, 50), n_tasks=2000)
     e = ev["estimators"]
-    check("evaluate a cuda run", e["oracle"]["closed_form"][1] < e["learned"]["closed_form"][1] < e["scratch"]["closed_form"][1],
-          json.dumps({k: [round(x, 3) for x in v["closed_form"]] for k, v in e.items() if k in ("learned", "oracle", "scratch")}))
+    check(
+        "evaluate a cuda run",
+        e["oracle"]["closed_form"][1] < e["learned"]["closed_form"][1] < e["scratch"]["closed_form"][1],
+        json.dumps(
+            {k: [round(x, 3) for x in v["closed_form"]] for k, v in e.items() if k in ("learned", "oracle", "scratch")}
+        ),
+    )
 
     # timings on the GPU (float32)
     timings = {}
@@ -105,11 +115,11 @@ def main(out: Path) -> None:
         q = q._replace(w=0.1 * torch.randn(d, device="cuda"))
         vm = generic_linear_grad("fo_anil", 0.1, 1)
         fast = outer_grad_fn("fo_anil", 0.1)
-        timings[label] = {
-            "fast_ms": 1e3 * cuda_time(lambda: fast(q, b)),
-            "closed_xb_ms": 1e3 * cuda_time(lambda: fo_anil_grad_xb(q, b, 0.1)),
-            "vmap_ms": 1e3 * cuda_time(lambda: vm(q, b), 5),
-            "floor_ms": 1e3 * cuda_time(lambda: (b.X_in.sum(), b.X_in.sum(), b.X_out.sum(), b.X_out.sum())),
+        timings[label] = {  # each lambda is timed before the next iteration rebinds its variables
+            "fast_ms": 1e3 * cuda_time(lambda: fast(q, b)),  # noqa: B023
+            "closed_xb_ms": 1e3 * cuda_time(lambda: fo_anil_grad_xb(q, b, 0.1)),  # noqa: B023
+            "vmap_ms": 1e3 * cuda_time(lambda: vm(q, b), 5),  # noqa: B023
+            "floor_ms": 1e3 * cuda_time(lambda: (b.X_in.sum(), b.X_in.sum(), b.X_out.sum(), b.X_out.sum())),  # noqa: B023
         }
         print(label, {k: round(v, 3) for k, v in timings[label].items()}, flush=True)
     (out / "cuda_check.json").write_text(json.dumps({"timings": timings, "failures": failures}, indent=2))

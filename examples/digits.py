@@ -20,8 +20,9 @@ train, test = split_by_class(load_digits(), test_classes=("5", "6", "7", "8", "9
 print(f"{train.num_classes} meta-train classes, {test.num_classes} meta-test classes")
 
 features, head = conv_net(ways=5, in_channels=1, image_size=8, channels=32, seed=0)  # head: nn.Linear(128, 5)
-learner = MetaLearner(features, head, method="fo_anil", inner_lr=0.5, inner_steps=5, outer_lr=3e-3,
-                      loss="cross_entropy")
+learner = MetaLearner(
+    features, head, method="fo_anil", inner_lr=0.5, inner_steps=5, outer_lr=3e-3, loss="cross_entropy"
+)
 episodes = EpisodeSampler(train, ways=5, shots=1, queries=5, generator=torch.Generator().manual_seed(0))
 learner.fit(episodes.batches(meta_batch=16), iterations=iterations)
 

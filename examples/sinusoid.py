@@ -23,11 +23,21 @@ for method in ("fo_anil", "maml"):
     torch.manual_seed(0)
     features = nn.Sequential(nn.Linear(1, 40), nn.ReLU(), nn.Linear(40, 40), nn.ReLU())
     head = nn.Linear(40, 1)
-    learner = MetaLearner(features, head, method=method, inner_lr=0.01, inner_steps=1,
-                          optimizer=torch.optim.Adam, outer_lr=3e-3, loss="mse")
+    learner = MetaLearner(
+        features,
+        head,
+        method=method,
+        inner_lr=0.01,
+        inner_steps=1,
+        optimizer=torch.optim.Adam,
+        outer_lr=3e-3,
+        loss="mse",
+    )
     # any iterable of batches with a leading task axis: here 25 fresh tasks per outer step
-    learner.fit(tasks.batches(meta_batch=25, shots=10, queries=10, generator=torch.Generator().manual_seed(2)),
-                iterations=iterations)
+    learner.fit(
+        tasks.batches(meta_batch=25, shots=10, queries=10, generator=torch.Generator().manual_seed(2)),
+        iterations=iterations,
+    )
     scores = learner.evaluate(test, steps=(0, 1, 10))  # vectorised over the 600 test tasks
     print(method, "  ".join(f"{s} step(s): %.3f ± %.3f" % mean_ci(r["loss"]) for s, r in scores.items()))
 

@@ -26,6 +26,8 @@ def linear_problem(width: int, d: int, k: int = 4, n: int = 7):
     t = LinearRepTasks.create(d, k, 0.3, "linear", generator=gen(0))
     batch = t.sample(n, 5, 3, gen(1))
     g = gen(2)
-    params = LinearParams(torch.randn(d, width, generator=g, dtype=torch.float64) / d**0.5,
-                          torch.randn(width, generator=g, dtype=torch.float64))
+    params = LinearParams(
+        torch.randn(d, width, generator=g, dtype=torch.float64) / d**0.5,
+        torch.randn(width, generator=g, dtype=torch.float64),
+    )
     return params, batch

@@ -1,13 +1,12 @@
 """`metarep bench`: every timed path computes the same gradient, and the report has every path."""
 
 import torch
+from conftest import linear_problem
 
 from metarep import bench
 from metarep.methods import chunked_mean, generic_linear_grad
 from metarep.methods.fo_anil import fo_anil_grad
 from metarep.tasks import DualBatch, TaskPool
-
-from conftest import linear_problem
 
 
 def test_timed_paths_compute_the_same_gradient():
@@ -28,14 +27,29 @@ def test_timed_paths_compute_the_same_gradient():
 def test_bench_setting_reports_every_path(monkeypatch):
     monkeypatch.setitem(bench.SETTINGS, "tiny", dict(d=6, k=2, width=6, n=40, m_in=8, m_out=8))  # m > d: Gram too
     res = bench.bench_setting("tiny", rounds=2, loop_tasks=10)
-    expected = {"loop", "vmap", "closed_xb", "fast", "fast_1chunk", "fast_samples", "floor", "floor_dual", "gram",
-                "infinite"}
+    expected = {
+        "loop",
+        "vmap",
+        "closed_xb",
+        "fast",
+        "fast_1chunk",
+        "fast_samples",
+        "floor",
+        "floor_dual",
+        "gram",
+        "infinite",
+    }
     assert set(res["seconds"]) == expected
     assert all(t > 0 for t in res["seconds"].values())
     assert res["ratio_to_fast"]["fast"] == 1.0
-    text = bench.format_table({"threads": 1, "torch": "x", "settings": {"tiny": res},
-                               "streaming": {"tasks": 1, "chunk": 1, "seconds": 0.0, "peak_rss_mb": 1.0,
-                                             "full_tensor_mb": 1.0}})
+    text = bench.format_table(
+        {
+            "threads": 1,
+            "torch": "x",
+            "settings": {"tiny": res},
+            "streaming": {"tasks": 1, "chunk": 1, "seconds": 0.0, "peak_rss_mb": 1.0, "full_tensor_mb": 1.0},
+        }
+    )
     assert all(k in text for k in expected)
 
 

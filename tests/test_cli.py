@@ -14,8 +14,18 @@ from metarep.metrics import signal_eigs
 from metarep.outputs import load_run
 
 SMALL = ["--set", "task.d=12", "--set", "data.tasks=50", "--set", "run.steps=30", "--set", "run.eval_every=10"]
-SUMMARY_KEYS = {"steps", "signal_eigs", "predicted_signal_eigs", "perp_norm2", "perp_fro2", "predicted_perp_rate",
-                "subspace_sin", "head_norm", "wall_seconds", "status"}
+SUMMARY_KEYS = {
+    "steps",
+    "signal_eigs",
+    "predicted_signal_eigs",
+    "perp_norm2",
+    "perp_fro2",
+    "predicted_perp_rate",
+    "subspace_sin",
+    "head_norm",
+    "wall_seconds",
+    "status",
+}
 
 
 def invoke(*args):
@@ -29,7 +39,7 @@ def test_run_writes_every_output(tmp_path):
     for name in ("config.json", "history.csv", "summary.json", "dynamics.png"):
         assert (out / name).stat().st_size > 0
     summary = json.loads((out / "summary.json").read_text())
-    assert SUMMARY_KEYS <= set(summary) and summary["status"] == "complete" and summary["steps"] == 30
+    assert set(summary) >= SUMMARY_KEYS and summary["status"] == "complete" and summary["steps"] == 30
     assert len(summary["signal_eigs"]) == 5 == len(summary["predicted_signal_eigs"])
     rows = list(csv.DictReader((out / "history.csv").open()))
     assert [int(r["step"]) for r in rows] == [0, 10, 20, 30]
@@ -110,8 +120,11 @@ def test_malformed_toml_and_missing_file(tmp_path):
 def test_unwritable_out_is_an_error_without_traceback(tmp_path):
     blocker = tmp_path / "file"
     blocker.write_text("x")
-    proc = subprocess.run([sys.executable, "-m", "metarep.cli", "run", *SMALL, "--out", str(blocker / "sub")],
-                          capture_output=True, text=True)
+    proc = subprocess.run(
+        [sys.executable, "-m", "metarep.cli", "run", *SMALL, "--out", str(blocker / "sub")],
+        capture_output=True,
+        text=True,
+    )
     assert proc.returncode == 2
     assert proc.stderr.strip().startswith("error: --out") and "Traceback" not in proc.stderr
     assert len(proc.stderr.strip().splitlines()) == 1
@@ -119,8 +132,19 @@ def test_unwritable_out_is_an_error_without_traceback(tmp_path):
 
 def test_divergence_stops_and_says_which_step_size(tmp_path):
     out = tmp_path / "r"
-    res = invoke("run", "--set", "data.tasks=inf", "--set", "method.beta=500", "--set", "run.steps=200",
-                 "--set", "task.d=10", "--out", str(out))
+    res = invoke(
+        "run",
+        "--set",
+        "data.tasks=inf",
+        "--set",
+        "method.beta=500",
+        "--set",
+        "run.steps=200",
+        "--set",
+        "task.d=10",
+        "--out",
+        str(out),
+    )
     assert res.exit_code == 1
     assert "diverged" in res.output and "method.beta" in res.output
     s = json.loads((out / "summary.json").read_text())
@@ -128,14 +152,17 @@ def test_divergence_stops_and_says_which_step_size(tmp_path):
     assert all(v == v for v in s["signal_eigs"])  # the last finite state, no NaN
 
 
-@pytest.mark.parametrize("args", [
-    ["--set", "method.name=multitask", "--set", "data.tasks=inf"],
-    ["--set", "method.name=moments", "--set", "data.fresh=true"],
-    ["--set", "method.name=reptile", "--set", "data.tasks=inf"],
-    ["--set", "method.name=anil", "--set", "data.tasks=inf", "--set", "method.inner_steps=2"],
-    ["--set", "method.impl=jit"],
-    ["--set", "method.optimizer=adam"],
-])
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["--set", "method.name=multitask", "--set", "data.tasks=inf"],
+        ["--set", "method.name=moments", "--set", "data.fresh=true"],
+        ["--set", "method.name=reptile", "--set", "data.tasks=inf"],
+        ["--set", "method.name=anil", "--set", "data.tasks=inf", "--set", "method.inner_steps=2"],
+        ["--set", "method.impl=jit"],
+        ["--set", "method.optimizer=adam"],
+    ],
+)
 def test_method_regime_mismatch_exits_2(tmp_path, args):
     res = invoke("run", *args, "--out", str(tmp_path / "r"))
     assert res.exit_code == 2 and res.output.startswith("error: "), res.output
@@ -145,7 +172,18 @@ def test_method_regime_mismatch_exits_2(tmp_path, args):
 def test_huge_but_finite_parameters_count_as_divergence(tmp_path):
     """Parameters that explode without reaching inf still stop the run cleanly (no linalg crash)."""
     out = tmp_path / "r"
-    res = invoke("run", "--set", "task.d=10", "--set", "model.init_scale=16", "--set", "data.tasks=inf",
-                 "--set", "run.steps=300", "--out", str(out))
+    res = invoke(
+        "run",
+        "--set",
+        "task.d=10",
+        "--set",
+        "model.init_scale=16",
+        "--set",
+        "data.tasks=inf",
+        "--set",
+        "run.steps=300",
+        "--out",
+        str(out),
+    )
     assert res.exit_code == 1 and "diverged" in res.output
     assert json.loads((out / "summary.json").read_text())["status"] == "diverged"

@@ -38,7 +38,7 @@ def test_huge_m_in_unlearns_nothing_outside_the_learned_rows(make_cfg):
         pt = train(cfg, progress=False).params
         Psi0 = tasks.B_star.T @ p0.B
         _, _, Vh = torch.linalg.svd(Psi0)
-        Q = Vh[cfg.task.k:].T @ Vh[cfg.task.k:]  # (k', k'), rank k' − k
+        Q = Vh[cfg.task.k :].T @ Vh[cfg.task.k :]  # (k', k'), rank k' − k
         return tasks.B_perp.T @ p0.B @ Q, tasks.B_perp.T @ pt.B @ Q
 
     base = (*INF, "run.steps=1500", "run.eval_every=500")
@@ -69,8 +69,9 @@ def test_finite_pool_learns_the_subspace(make_cfg):
 
 
 def test_fresh_tasks_match_pool_on_average(make_cfg):
-    cfg = make_cfg("data.tasks=1000", "data.fresh=true", "task.d=10", "model.width=10", "run.steps=300",
-                   "run.eval_every=100")
+    cfg = make_cfg(
+        "data.tasks=1000", "data.fresh=true", "task.d=10", "model.width=10", "run.steps=300", "run.eval_every=100"
+    )
     r = train(cfg, progress=False)
     assert r.summary["subspace_sin"] < 0.5 and r.summary["regime"] == "fresh"
 
@@ -78,8 +79,7 @@ def test_fresh_tasks_match_pool_on_average(make_cfg):
 @pytest.mark.parametrize("name", ["anil", "maml", "fo_maml"])
 def test_other_methods_reach_the_fo_anil_limit_in_the_infinite_regime(make_cfg, name):
     """MATH.md §5.1: ANIL and MAML converge to the same B*ᵀBBᵀB* limit as FO-ANIL."""
-    cfg = make_cfg(*INF, f"method.name={name}", "task.d=20", "model.width=20", "run.steps=3000",
-                   "run.eval_every=1000")
+    cfg = make_cfg(*INF, f"method.name={name}", "task.d=20", "model.width=20", "run.steps=3000", "run.eval_every=1000")
     s = train(cfg, progress=False).summary
     got, want = np.array(s["signal_eigs"]), np.array(s["predicted_signal_eigs"])
     assert np.max(np.abs(got - want) / want) < 1e-6
@@ -88,9 +88,17 @@ def test_other_methods_reach_the_fo_anil_limit_in_the_infinite_regime(make_cfg, 
 
 @pytest.mark.parametrize("optimizer,steps", [("lbfgs", 30), ("gd", 1500)])
 def test_multitask_baseline_learns_the_subspace(make_cfg, optimizer, steps):
-    cfg = make_cfg("method.name=multitask", f'method.optimizer="{optimizer}"', "task.d=10", "model.width=10",
-                   "data.tasks=300", f"run.steps={steps}", "run.eval_every=50", 'run.dtype="float64"',
-                   "method.beta=0.1")
+    cfg = make_cfg(
+        "method.name=multitask",
+        f'method.optimizer="{optimizer}"',
+        "task.d=10",
+        "model.width=10",
+        "data.tasks=300",
+        f"run.steps={steps}",
+        "run.eval_every=50",
+        'run.dtype="float64"',
+        "method.beta=0.1",
+    )
     r = train(cfg, progress=False)
     assert r.history[0]["subspace_sin"] > 0.8
     assert r.summary["subspace_sin"] < 0.3, r.summary["subspace_sin"]

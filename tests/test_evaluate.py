@@ -7,6 +7,7 @@ import math
 
 import pytest
 import torch
+from conftest import gen
 from typer.testing import CliRunner
 
 from metarep import evaluate as ev
@@ -15,8 +16,6 @@ from metarep.cli import app
 from metarep.models import linear_forward
 from metarep.tasks import LinearRepTasks
 from metarep.train import train
-
-from conftest import gen
 
 D, K, SIGMA2 = 10, 3, 0.5
 M_TEST = (2, 8, 16, 40)
@@ -29,8 +28,17 @@ def _tasks():
 
 def _learned(width, make_cfg):
     """B, w after 150 infinite-task FO-ANIL steps from the usual initialisation (not yet at the limit)."""
-    cfg = make_cfg("data.tasks=inf", 'run.dtype="float64"', f"task.d={D}", f"task.k={K}", f"task.sigma2={SIGMA2}",
-                   f"model.width={width}", "method.alpha=0.3", "run.steps=150", "run.eval_every=150")
+    cfg = make_cfg(
+        "data.tasks=inf",
+        'run.dtype="float64"',
+        f"task.d={D}",
+        f"task.k={K}",
+        f"task.sigma2={SIGMA2}",
+        f"model.width={width}",
+        "method.alpha=0.3",
+        "run.steps=150",
+        "run.eval_every=150",
+    )
     r = train(cfg, progress=False)
     return r.params.B, r.params.w, r.tasks
 
@@ -152,8 +160,19 @@ def invoke(*args):
 @pytest.fixture(scope="module")
 def run_dir(tmp_path_factory):
     out = tmp_path_factory.mktemp("run") / "r"
-    res = invoke("run", "--set", "task.d=12", "--set", "data.tasks=50", "--set", "run.steps=30",
-                 "--set", "run.eval_every=10", "--out", out)
+    res = invoke(
+        "run",
+        "--set",
+        "task.d=12",
+        "--set",
+        "data.tasks=50",
+        "--set",
+        "run.steps=30",
+        "--set",
+        "run.eval_every=10",
+        "--out",
+        out,
+    )
     assert res.exit_code == 0, res.output
     assert "warning" not in res.output  # the defaults are inside the stable range
     return out
@@ -161,8 +180,15 @@ def run_dir(tmp_path_factory):
 
 def test_run_summary_has_the_predictions(run_dir):
     s = json.loads((run_dir / "summary.json").read_text())
-    for key in ("predicted_signal_eigs", "predicted_perp_rate", "predicted_rank", "predicted_risk_m_in",
-                "predicted_oracle_risk_m_in", "predicted_scratch_risk_m_in", "step_size_warnings"):
+    for key in (
+        "predicted_signal_eigs",
+        "predicted_perp_rate",
+        "predicted_rank",
+        "predicted_risk_m_in",
+        "predicted_oracle_risk_m_in",
+        "predicted_scratch_risk_m_in",
+        "step_size_warnings",
+    ):
         assert key in s
     assert s["predicted_risk_m_in"] == pytest.approx(1.584, rel=5e-3)  # does not depend on d (§5.6)
     assert s["predicted_scratch_risk_m_in"] == pytest.approx(theory.scratch_risk(12, 5.0, 4.0, 20))
@@ -191,14 +217,17 @@ def test_evaluate_writes_three_files(run_dir, tmp_path):
     assert (run_dir / "evaluation.json").is_file()
 
 
-@pytest.mark.parametrize("args,key", [
-    (["--m-test", "a,b"], "--m-test"),
-    (["--m-test", "0,5"], "--m-test"),
-    (["--m-test", ""], "--m-test"),
-    (["--steps", "0"], "--steps"),
-    (["--tasks", "1"], "--tasks"),
-    (["--alpha", "0"], "--alpha"),
-])
+@pytest.mark.parametrize(
+    "args,key",
+    [
+        (["--m-test", "a,b"], "--m-test"),
+        (["--m-test", "0,5"], "--m-test"),
+        (["--m-test", ""], "--m-test"),
+        (["--steps", "0"], "--steps"),
+        (["--tasks", "1"], "--tasks"),
+        (["--alpha", "0"], "--alpha"),
+    ],
+)
 def test_evaluate_bad_options_exit_2(run_dir, tmp_path, args, key):
     res = invoke("evaluate", run_dir, *args, "--out", tmp_path / "e")
     lines = res.output.strip().splitlines()
@@ -228,8 +257,19 @@ def test_theory_command(tmp_path):
 
 
 def test_run_warns_on_unstable_step_sizes(tmp_path):
-    res = invoke("run", "--set", "data.tasks=inf", "--set", "task.d=8", "--set", "method.beta=7",
-                 "--set", "run.steps=5", "--out", tmp_path / "r")
+    res = invoke(
+        "run",
+        "--set",
+        "data.tasks=inf",
+        "--set",
+        "task.d=8",
+        "--set",
+        "method.beta=7",
+        "--set",
+        "run.steps=5",
+        "--out",
+        tmp_path / "r",
+    )
     assert res.exit_code == 0, res.output
     warnings = [x for x in res.output.splitlines() if x.startswith("warning:")]
     assert len(warnings) == 1 and "method.beta" in warnings[0]

@@ -8,6 +8,7 @@ import math
 import numpy as np
 import pytest
 import torch
+from conftest import gen
 from PIL import Image
 from typer.testing import CliRunner
 
@@ -17,8 +18,6 @@ from metarep.fewshot._util import torch_threads
 from metarep.fewshot.digits import FewShotConfig, conv_net, run_fewshot, split_by_class
 from metarep.fewshot.images import rotate_classes
 from metarep.fewshot.sinusoid import SinusoidConfig, make_learner, run_sinusoid
-
-from conftest import gen
 
 
 @pytest.fixture(autouse=True)
@@ -31,9 +30,11 @@ def test_sinusoid_tasks_follow_the_benchmark():
     tasks = SinusoidTasks()
     batch, amp, phase = tasks.sample(500, 10, 7, gen(0))
     assert batch.X_in.shape == (500, 10, 1) and batch.y_in.shape == (500, 10) and batch.X_out.shape == (500, 7, 1)
-    assert 0.1 <= float(amp.min()) and float(amp.max()) <= 5 and 0 <= float(phase.min()) and float(phase.max()) <= math.pi
+    assert (
+        float(amp.min()) >= 0.1 and float(amp.max()) <= 5 and float(phase.min()) >= 0 and float(phase.max()) <= math.pi
+    )
     X = torch.cat([batch.X_in, batch.X_out], 1)
-    assert -5 <= float(X.min()) and float(X.max()) <= 5 and float(X.max()) > 4.9
+    assert float(X.min()) >= -5 and float(X.max()) <= 5 and float(X.max()) > 4.9
     y = torch.cat([batch.y_in, batch.y_out], 1)
     assert torch.allclose(y, amp[:, None] * torch.sin(X[..., 0] + phase[:, None]))
     again, _, _ = tasks.sample(500, 10, 7, gen(0))
@@ -42,8 +43,17 @@ def test_sinusoid_tasks_follow_the_benchmark():
 
 def test_sinusoid_meta_learning_beats_pretraining_after_one_step():
     """A short, seeded MAML run already adapts in one step much better than the pretrained net."""
-    cfg = SinusoidConfig(shots=(10,), methods=("maml",), iterations=60, meta_batch=10, inner_lr=0.05, outer_lr=0.01,
-                         test_tasks=200, test_queries=20, eval_steps=(0, 1))
+    cfg = SinusoidConfig(
+        shots=(10,),
+        methods=("maml",),
+        iterations=60,
+        meta_batch=10,
+        inner_lr=0.05,
+        outer_lr=0.01,
+        test_tasks=200,
+        test_queries=20,
+        eval_steps=(0, 1),
+    )
     res = run_sinusoid(cfg, progress=False, plot_tasks=1)
     mse = {(r["method"], r["steps"]): (r["mse"], r["ci95"]) for r in res.rows}
     assert mse[("maml", 1)][0] < 0.85 * mse[("maml", 0)][0]
@@ -134,9 +144,15 @@ def test_image_folder_loader(tmp_path):
     _write_folder(tmp_path)
     data = load_image_folder(tmp_path, size=8)
     assert data.images.shape == (20, 1, 8, 8) and data.images.dtype == torch.float32
-    assert data.class_names == ("alphabet0/char00", "alphabet0/char02", "alphabet0/char04", "alphabet1/char01", "alphabet1/char03")
+    assert data.class_names == (
+        "alphabet0/char00",
+        "alphabet0/char02",
+        "alphabet0/char04",
+        "alphabet1/char01",
+        "alphabet1/char03",
+    )
     assert data.counts().tolist() == [4] * 5
-    assert 0.0 <= float(data.images.min()) and float(data.images.max()) == pytest.approx(1.0)
+    assert float(data.images.min()) >= 0.0 and float(data.images.max()) == pytest.approx(1.0)
     inv = load_image_folder(tmp_path, size=(8, 6), invert=True)
     assert inv.images.shape == (20, 1, 8, 6) and float(inv.images.mean()) < 0.5 < float(data.images.mean())
 
@@ -158,10 +174,22 @@ def test_fewshot_classification_end_to_end_small():
     data = _coded_images([8] * 6)
     data = ClassImages(torch.rand(48, 1, 8, 8, generator=gen(0)), data.labels, data.class_names)
     train, test = data.subset([0, 1, 2, 3]), data.subset([4, 5])
-    cfg = FewShotConfig(ways=2, shots=1, queries=2, methods=("fo_anil", "maml"), iterations=3, meta_batch=2,
-                        inner_steps=1, eval_steps=(0, 1), test_tasks=8, channels=4)
+    cfg = FewShotConfig(
+        ways=2,
+        shots=1,
+        queries=2,
+        methods=("fo_anil", "maml"),
+        iterations=3,
+        meta_batch=2,
+        inner_steps=1,
+        eval_steps=(0, 1),
+        test_tasks=8,
+        channels=4,
+    )
     res = run_fewshot(train, test, cfg, progress=False)
-    assert {(r["method"], r["steps"]) for r in res.rows} == {(m, s) for m in ("pretrain", "fo_anil", "maml") for s in (0, 1)}
+    assert {(r["method"], r["steps"]) for r in res.rows} == {
+        (m, s) for m in ("pretrain", "fo_anil", "maml") for s in (0, 1)
+    }
     assert all(0 <= r["accuracy"] <= 1 and r["ci95"] >= 0 for r in res.rows)
     assert len(res.history["fo_anil"]) == 3 and len(res.history["pretrain"]) == 3
 
@@ -175,8 +203,23 @@ def invoke(*args):
 
 def test_cli_sinusoid_writes_outputs(tmp_path):
     out = tmp_path / "s"
-    res = invoke("sinusoid", "--shots", "5", "--methods", "fo_anil,reptile", "--iterations", "3", "--test-tasks", "12",
-                 "--test-queries", "5", "--steps", "0,1,2", "--out", str(out))
+    res = invoke(
+        "sinusoid",
+        "--shots",
+        "5",
+        "--methods",
+        "fo_anil,reptile",
+        "--iterations",
+        "3",
+        "--test-tasks",
+        "12",
+        "--test-queries",
+        "5",
+        "--steps",
+        "0,1,2",
+        "--out",
+        str(out),
+    )
     assert res.exit_code == 0, res.output
     assert "FO-ANIL" in res.output and "pretrained baseline" in res.output and "±" in res.output
     for name in ("results.json", "results.csv", "mse.png", "curves_K5.png"):
@@ -190,8 +233,23 @@ def test_cli_sinusoid_writes_outputs(tmp_path):
 
 def test_cli_digits_and_images(tmp_path):
     out = tmp_path / "d"
-    res = invoke("digits", "--iterations", "2", "--test-tasks", "10", "--methods", "fo_anil", "--steps", "1",
-                 "--channels", "4", "--meta-batch", "2", "--out", str(out))
+    res = invoke(
+        "digits",
+        "--iterations",
+        "2",
+        "--test-tasks",
+        "10",
+        "--methods",
+        "fo_anil",
+        "--steps",
+        "1",
+        "--channels",
+        "4",
+        "--meta-batch",
+        "2",
+        "--out",
+        str(out),
+    )
     assert res.exit_code == 0, res.output
     assert "5-way 1-shot" in res.output and "20 meta-train / 20 meta-test" in res.output
     for name in ("results.json", "results.csv", "accuracy.png"):
@@ -201,9 +259,31 @@ def test_cli_digits_and_images(tmp_path):
 
     _write_folder(tmp_path / "imgs", classes=6, per_class=4)
     out = tmp_path / "i"
-    res = invoke("images", str(tmp_path / "imgs"), "--size", "8", "--invert", "--ways", "2", "--shots", "1",
-                 "--queries", "2", "--iterations", "2", "--test-tasks", "5", "--channels", "4", "--methods", "anil",
-                 "--test-fraction", "0.34", "--out", str(out))
+    res = invoke(
+        "images",
+        str(tmp_path / "imgs"),
+        "--size",
+        "8",
+        "--invert",
+        "--ways",
+        "2",
+        "--shots",
+        "1",
+        "--queries",
+        "2",
+        "--iterations",
+        "2",
+        "--test-tasks",
+        "5",
+        "--channels",
+        "4",
+        "--methods",
+        "anil",
+        "--test-fraction",
+        "0.34",
+        "--out",
+        str(out),
+    )
     assert res.exit_code == 0, res.output
     j = json.loads((out / "results.json").read_text())
     assert len(j["test_classes"]) == 2 and len(j["train_classes"]) == 4 and j["benchmark"] == "images"

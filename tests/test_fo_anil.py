@@ -2,13 +2,12 @@
 
 import pytest
 import torch
+from conftest import gen, linear_problem
 
 from metarep.methods import outer_grad_fn
 from metarep.methods.fo_anil import fo_anil_grad
 from metarep.models import LinearParams
 from metarep.tasks import LinearRepTasks
-
-from conftest import gen, linear_problem
 
 
 def _setup(width: int, d: int = 10, k: int = 4, n: int = 7):
@@ -88,12 +87,14 @@ def test_gram_path_equals_sample_path_when_m_exceeds_d(steps):
     t = LinearRepTasks.create(6, 2, 0.3, generator=gen(0))
     batch = t.sample(9, 12, 8, gen(1))  # m_in = 12, m_out = 8 > d = 6
     g = gen(2)
-    params = LinearParams(torch.randn(6, 4, generator=g, dtype=torch.float64),
-                          torch.randn(4, generator=g, dtype=torch.float64))
+    params = LinearParams(
+        torch.randn(6, 4, generator=g, dtype=torch.float64), torch.randn(4, generator=g, dtype=torch.float64)
+    )
     ref = fo_anil_grad(params, batch, 0.2, steps)
     got = fo_anil_grad_gram(params, GramBatch.from_batch(batch), 0.2, steps)
-    pooled = chunked_mean(lambda p, b: fo_anil_grad_gram(p, b, 0.2, steps),
-                          TaskPool(batch, None, gen(0), chunk=4, layout="gram"))(params)
+    pooled = chunked_mean(
+        lambda p, b: fo_anil_grad_gram(p, b, 0.2, steps), TaskPool(batch, None, gen(0), chunk=4, layout="gram")
+    )(params)
     for r, a, b in zip(ref, got, pooled):
         assert torch.allclose(a, r, atol=1e-12) and torch.allclose(b, r, atol=1e-12)
 
@@ -105,8 +106,18 @@ def test_run_switches_to_gram_for_large_m(make_cfg):
     cfg = make_cfg("task.d=8", "data.m_in=12", "data.m_out=10", "data.tasks=200", "run.steps=50", 'run.dtype="float64"')
     assert pool_layout(cfg) == "gram" and pool_layout(make_cfg("task.d=8", "data.m_in=12", "data.m_out=5")) == "dual"
     fast = train(cfg, progress=False).params
-    slow = train(make_cfg("task.d=8", "data.m_in=12", "data.m_out=10", "data.tasks=200", "run.steps=50",
-                          'run.dtype="float64"', 'method.impl="autodiff"'), progress=False).params
+    slow = train(
+        make_cfg(
+            "task.d=8",
+            "data.m_in=12",
+            "data.m_out=10",
+            "data.tasks=200",
+            "run.steps=50",
+            'run.dtype="float64"',
+            'method.impl="autodiff"',
+        ),
+        progress=False,
+    ).params
     assert torch.allclose(fast.B, slow.B, atol=1e-10)
 
 

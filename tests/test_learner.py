@@ -7,6 +7,7 @@ import math
 import pytest
 import torch
 import torch.nn.functional as F
+from conftest import gen
 from torch import nn
 from torch.func import functional_call
 
@@ -15,8 +16,6 @@ from metarep.learner import METHODS, MetaLearner, mean_ci, tune_inner_lr
 from metarep.methods.generic import meta_grad as generic_meta_grad
 from metarep.models import linear_forward
 from metarep.tasks import LinearRepTasks, TaskBatch
-
-from conftest import gen
 
 
 @pytest.fixture(autouse=True)
@@ -34,16 +33,23 @@ def _net(seed=0, d_in=3, h=6, out=1):
 
 def _regression_batch(T=4, n_in=5, n_out=3, d_in=3, seed=1):
     g = gen(seed)
-    X_in, X_out = torch.randn(T, n_in, d_in, generator=g, dtype=torch.float64), torch.randn(T, n_out, d_in, generator=g, dtype=torch.float64)
+    X_in, X_out = (
+        torch.randn(T, n_in, d_in, generator=g, dtype=torch.float64),
+        torch.randn(T, n_out, d_in, generator=g, dtype=torch.float64),
+    )
     w = torch.randn(T, d_in, generator=g, dtype=torch.float64)
-    return TaskBatch(X_in, torch.sin(torch.einsum("tnd,td->tn", X_in, w)), X_out, torch.sin(torch.einsum("tnd,td->tn", X_out, w)))
+    return TaskBatch(
+        X_in, torch.sin(torch.einsum("tnd,td->tn", X_in, w)), X_out, torch.sin(torch.einsum("tnd,td->tn", X_out, w))
+    )
 
 
 def _classification_batch(T=3, ways=3, n_in=6, n_out=6, d_in=3, seed=2):
     g = gen(seed)
     return TaskBatch(
-        torch.randn(T, n_in, d_in, generator=g, dtype=torch.float64), torch.randint(0, ways, (T, n_in), generator=g),
-        torch.randn(T, n_out, d_in, generator=g, dtype=torch.float64), torch.randint(0, ways, (T, n_out), generator=g),
+        torch.randn(T, n_in, d_in, generator=g, dtype=torch.float64),
+        torch.randint(0, ways, (T, n_in), generator=g),
+        torch.randn(T, n_out, d_in, generator=g, dtype=torch.float64),
+        torch.randint(0, ways, (T, n_out), generator=g),
     )
 
 
@@ -99,7 +105,11 @@ def test_vectorised_meta_grad_equals_per_task_loop(method, steps):
     batch = _regression_batch()
     fast = learner.meta_grad(batch)
     keys = learner.adapt_keys_
-    assert keys == (("head.weight", "head.bias") if METHODS[method][0] == "head" else tuple(n for n, _ in learner.model_.named_parameters()))
+    assert keys == (
+        ("head.weight", "head.bias")
+        if METHODS[method][0] == "head"
+        else tuple(n for n, _ in learner.model_.named_parameters())
+    )
     ref = _loop_reference(learner.model_, keys, method, 0.3, steps, batch, _mse)
     assert set(fast) == set(ref)
     for k in ref:
@@ -144,7 +154,10 @@ def test_agrees_with_generic_meta_grad_on_linear_model():
     t = LinearRepTasks.create(8, 3, 0.2, "linear", generator=gen(0))
     batch = t.sample(6, 5, 4, gen(1))
     g = gen(2)
-    B, w = torch.randn(8, 4, generator=g, dtype=torch.float64) / 8**0.5, torch.randn(4, generator=g, dtype=torch.float64)
+    B, w = (
+        torch.randn(8, 4, generator=g, dtype=torch.float64) / 8**0.5,
+        torch.randn(4, generator=g, dtype=torch.float64),
+    )
     features, head = nn.Linear(8, 4, bias=False).double(), nn.Linear(4, 1, bias=False).double()
     with torch.no_grad():
         features.weight.copy_(B.T)
@@ -152,7 +165,9 @@ def test_agrees_with_generic_meta_grad_on_linear_model():
     half_mse = lambda pred, y: 0.5 * ((pred.squeeze(-1) - y) ** 2).mean()  # noqa: E731
     learner = MetaLearner(features, head, method="fo_anil", inner_lr=0.2, inner_steps=2, loss=half_mse)
     ours = learner.meta_grad(batch)
-    ref = generic_meta_grad(linear_forward, {"B": B, "w": w}, batch, alpha=0.2, adapt_keys=("w",), first_order=True, inner_steps=2)
+    ref = generic_meta_grad(
+        linear_forward, {"B": B, "w": w}, batch, alpha=0.2, adapt_keys=("w",), first_order=True, inner_steps=2
+    )
     assert torch.allclose(ours["features.weight"], ref["B"].T, atol=1e-12)
     assert torch.allclose(ours["head.weight"][0], ref["w"], atol=1e-12)
 
@@ -164,8 +179,10 @@ def test_batchnorm_tracking_stats_is_refused_with_the_fix():
         learner.meta_grad(_regression_batch())
     assert "features.1" in str(e.value) and "GroupNorm" in str(e.value)
     # without running statistics it works (batch statistics per task)
-    ok = MetaLearner(nn.Sequential(nn.Linear(3, 4), nn.BatchNorm1d(4, track_running_stats=False), nn.ReLU()).double(),
-                     nn.Linear(4, 1).double())
+    ok = MetaLearner(
+        nn.Sequential(nn.Linear(3, 4), nn.BatchNorm1d(4, track_running_stats=False), nn.ReLU()).double(),
+        nn.Linear(4, 1).double(),
+    )
     assert all(torch.isfinite(v).all() for v in ok.meta_grad(_regression_batch()).values())
 
 
@@ -174,8 +191,9 @@ def test_other_modules_vmap_cannot_run_and_dropout():
     with pytest.raises(ValueError, match="spectral_norm"):
         MetaLearner(sn, nn.Linear(4, 1), method="maml").meta_grad(_regression_batch())
     # dropout draws different masks per task inside vmap
-    drop = MetaLearner(nn.Sequential(nn.Linear(3, 4), nn.Dropout(0.5), nn.Tanh()).double(), nn.Linear(4, 1).double(),
-                       method="maml")
+    drop = MetaLearner(
+        nn.Sequential(nn.Linear(3, 4), nn.Dropout(0.5), nn.Tanh()).double(), nn.Linear(4, 1).double(), method="maml"
+    )
     assert all(torch.isfinite(v).all() for v in drop.meta_grad(_regression_batch()).values())
 
 
@@ -201,7 +219,9 @@ def test_plain_model_needs_named_head_for_anil():
         MetaLearner(nn.Sequential(nn.Linear(3, 1)), method="fo_anil").meta_grad(_regression_batch())
 
 
-@pytest.mark.parametrize("opt", [None, torch.optim.SGD, functools.partial(torch.optim.SGD, lr=0.05, momentum=0.9), "instance"])
+@pytest.mark.parametrize(
+    "opt", [None, torch.optim.SGD, functools.partial(torch.optim.SGD, lr=0.05, momentum=0.9), "instance"]
+)
 def test_optimizers_and_fit_returns_self(opt):
     features, head = _net(1)
     if opt == "instance":
@@ -225,8 +245,9 @@ def _sine_tasks(T, n_in, n_out, g):
 def test_fit_on_a_task_stream_makes_adaptation_work(method):
     torch.manual_seed(0)
     features, head = nn.Sequential(nn.Linear(1, 32), nn.ReLU(), nn.Linear(32, 32), nn.ReLU()), nn.Linear(32, 1)
-    learner = MetaLearner(features, head, method=method, inner_lr=0.05, inner_steps=3 if method == "reptile" else 1,
-                          outer_lr=1e-2)
+    learner = MetaLearner(
+        features, head, method=method, inner_lr=0.05, inner_steps=3 if method == "reptile" else 1, outer_lr=1e-2
+    )
     g = gen(0)
     test = _sine_tasks(200, 10, 20, gen(99))
     before = learner.evaluate(test, steps=(0, 1))
@@ -251,7 +272,9 @@ def test_adapt_predict_and_evaluate_agree():
             assert float(_mse(pred, batch.y_out[t])) == pytest.approx(float(ev[s]["loss"][t]), abs=1e-12)
     # only the head moved
     p = learner.adapt(batch.X_in[0], batch.y_in[0])
-    assert torch.equal(p["features.0.weight"], features[0].weight.detach()) and not torch.equal(p["head.weight"], head.weight)
+    assert torch.equal(p["features.0.weight"], features[0].weight.detach()) and not torch.equal(
+        p["head.weight"], head.weight
+    )
 
 
 def test_diverging_fit_stops_with_the_step_size_to_lower():
@@ -272,7 +295,10 @@ def test_set_params_and_tune_inner_lr():
     best = tune_inner_lr(learner, batch, [1e-4, 0.1, 1.0, 1e9], steps=(1, 5))
     assert learner.inner_lr == 0.2 and set(best) == {1, 5}
     for s, lr in best.items():
-        scores = {g: float(learner.set_params(inner_lr=g).evaluate(batch, steps=(s,))[s]["loss"].mean()) for g in (1e-4, 0.1, 1.0)}
+        scores = {
+            g: float(learner.set_params(inner_lr=g).evaluate(batch, steps=(s,))[s]["loss"].mean())
+            for g in (1e-4, 0.1, 1.0)
+        }
         assert lr == min(scores, key=scores.get)
     assert learner.set_params(method="fo_anil").__dict__.get("model_") is None  # structural change resets
 

@@ -3,6 +3,7 @@ plainly one task at a time, and against the generic torch.func path."""
 
 import pytest
 import torch
+from conftest import gen, linear_problem
 
 from metarep.methods import outer_grad_fn
 from metarep.methods.moments import moments_estimate
@@ -10,8 +11,6 @@ from metarep.methods.multitask import MultitaskParams, multitask_grad, multitask
 from metarep.metrics import subspace_sin
 from metarep.models import LinearParams
 from metarep.tasks import DualBatch, LinearRepTasks
-
-from conftest import gen, linear_problem
 
 ALPHA = 0.2
 
@@ -90,8 +89,9 @@ def test_multitask_gradient_equals_autograd(width):
     t = LinearRepTasks.create(6, 2, 0.3, generator=gen(0))
     X, y = t.sample(5, 4, 3, gen(1)).merged()
     g = gen(2)
-    p = MultitaskParams(torch.randn(6, width, generator=g, dtype=torch.float64),
-                        torch.randn(5, width, generator=g, dtype=torch.float64))
+    p = MultitaskParams(
+        torch.randn(6, width, generator=g, dtype=torch.float64), torch.randn(5, width, generator=g, dtype=torch.float64)
+    )
     B, W = (x.clone().requires_grad_(True) for x in p)
     ref = torch.autograd.grad(multitask_loss(MultitaskParams(B, W), X, y, 0.7), (B, W))
     got = multitask_grad(p, X, y, 0.7)

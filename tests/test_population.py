@@ -2,13 +2,12 @@
 
 import pytest
 import torch
+from conftest import gen
 
 from metarep.methods.fo_anil import fo_anil_terms
 from metarep.models import LinearParams
 from metarep.population import fo_anil_expected_grad
 from metarep.tasks import LinearRepTasks
-
-from conftest import gen
 
 D, K, M_IN, M_OUT, ALPHA = 8, 3, 4, 3, 0.3
 

@@ -10,8 +10,20 @@ from metarep.cli import app
 from metarep.experiments import QUICK, reproduce
 from metarep.experiments.runner import RunSpec
 
-TINY = QUICK.__class__(d=8, tasks=60, steps=20, steps_inf=200, eval_every=5, eval_every_inf=20, eval_tasks=40,
-                       m_test=(5, 20), widths=(2, 5, 8), relu_tasks=40, relu_steps=10, multitask_steps=3)
+TINY = QUICK.__class__(
+    d=8,
+    tasks=60,
+    steps=20,
+    steps_inf=200,
+    eval_every=5,
+    eval_every_inf=20,
+    eval_tasks=40,
+    m_test=(5, 20),
+    widths=(2, 5, 8),
+    relu_tasks=40,
+    relu_steps=10,
+    multitask_steps=3,
+)
 
 
 def test_smoke_reproduction_and_resume(tmp_path):
@@ -44,11 +56,14 @@ def test_run_keys_are_shared_between_identical_configs():
     assert a.key() != RunSpec(("task.d=8",), 0).key()
 
 
-@pytest.mark.parametrize("args,key", [
-    (["nosuch"], "NAME"),
-    (["--seeds", "0"], "--seeds"),
-    (["--jobs", "0"], "--jobs"),
-])
+@pytest.mark.parametrize(
+    "args,key",
+    [
+        (["nosuch"], "NAME"),
+        (["--seeds", "0"], "--seeds"),
+        (["--jobs", "0"], "--jobs"),
+    ],
+)
 def test_reproduce_bad_input(tmp_path, args, key):
     res = CliRunner().invoke(app, ["reproduce", *args, "--out", str(tmp_path / "o")])
     assert res.exit_code == 2 and res.output.startswith("error: ") and key in res.output

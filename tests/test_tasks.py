@@ -1,9 +1,8 @@
 import pytest
 import torch
+from conftest import gen
 
 from metarep.tasks import FreshTasks, LinearRepTasks, TaskPool, task_cov_diag
-
-from conftest import gen
 
 
 @pytest.mark.parametrize("kind", ["identity", "linear"])

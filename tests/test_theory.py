@@ -6,12 +6,11 @@ import math
 import numpy as np
 import pytest
 import torch
+from conftest import gen
 
 from metarep import theory
 from metarep.tasks import LinearRepTasks, task_cov_diag
 from metarep.train import train
-
-from conftest import gen
 
 # MATH.md §5.6: d = 50, k = 5, σ² = 4, Σ* ∝ diag(1..5) with trace 5, m_in = 20, at the limit.
 S_EX = task_cov_diag(5, "linear", 5.0)
@@ -42,8 +41,8 @@ def test_matrix_form_at_the_limit_equals_the_diagonal_form_for_any_alpha(alpha):
     tasks = LinearRepTasks.create(50, 5, 4.0, "linear", generator=gen(0))
     g = theory.limit_gamma(tasks.sigma_diag, 4.0, 20, 50)
     B_inf = tasks.B_star * (g / alpha).sqrt()  # (d, k)
-    O, _ = torch.linalg.qr(torch.randn(5, 5, generator=gen(1), dtype=torch.float64))
-    B_inf = B_inf @ O
+    rot, _ = torch.linalg.qr(torch.randn(5, 5, generator=gen(1), dtype=torch.float64))
+    B_inf = B_inf @ rot
     M = alpha * B_inf @ B_inf.T
     assert torch.allclose(M, theory.limit_M(tasks.B_star, tasks.sigma_diag, 4.0, 20, 50), atol=1e-12)
     for m in (10, 20, 50):
@@ -88,8 +87,9 @@ def test_predictions_in_the_summary_keys(make_cfg):
 
 def test_underparametrized_prediction_matches_an_infinite_run(make_cfg):
     """k' = 3 < k = 5: FO-ANIL keeps the top-3 eigendirections of Σ* with eigenvalues γ_j/α (§5.5)."""
-    cfg = make_cfg("data.tasks=inf", 'run.dtype="float64"', "task.d=10", "model.width=3",
-                   "run.steps=1500", "run.eval_every=500")
+    cfg = make_cfg(
+        "data.tasks=inf", 'run.dtype="float64"', "task.d=10", "model.width=3", "run.steps=1500", "run.eval_every=500"
+    )
     r = train(cfg, progress=False)
     got, want = np.array(r.summary["signal_eigs"]), np.array(r.summary["predicted_signal_eigs"])
     assert want[0] == want[1] == 0.0 and want[2] > 0
@@ -114,16 +114,20 @@ def _settles(cfg) -> bool:
     return bool(np.max(np.abs(got - want)) < 1e-6 * want.max())
 
 
-@pytest.mark.parametrize("override,stable", [
-    ("method.beta=0.5", True),  # the defaults
-    ("method.beta=5.5", True),  # αβ s_max = 0.92 < 1
-    ("method.beta=7", False),  # αβ s_max = 1.17 > 1: the eigenvalues oscillate around the limit
-    ("model.init_scale=8", True),  # first-step overshoot estimate 1.2 < 2
-    ("model.init_scale=13", False),  # estimate 3.2 > 2: diverges within a few steps
-])
+@pytest.mark.parametrize(
+    "override,stable",
+    [
+        ("method.beta=0.5", True),  # the defaults
+        ("method.beta=5.5", True),  # αβ s_max = 0.92 < 1
+        ("method.beta=7", False),  # αβ s_max = 1.17 > 1: the eigenvalues oscillate around the limit
+        ("model.init_scale=8", True),  # first-step overshoot estimate 1.2 < 2
+        ("model.init_scale=13", False),  # estimate 3.2 > 2: diverges within a few steps
+    ],
+)
 def test_step_size_warning_fires_where_the_infinite_dynamics_do_not_settle(make_cfg, override, stable):
-    cfg = make_cfg("data.tasks=inf", 'run.dtype="float64"', "task.d=10", override, "run.steps=1000",
-                   "run.eval_every=500")
+    cfg = make_cfg(
+        "data.tasks=inf", 'run.dtype="float64"', "task.d=10", override, "run.steps=1000", "run.eval_every=500"
+    )
     assert (theory.step_size_warning(cfg) is None) == stable
     assert _settles(cfg) == stable
 

@@ -23,12 +23,12 @@ from __future__ import annotations
 
 import json
 import resource
-from pathlib import Path
 import statistics
 import subprocess
 import sys
 import time
-from typing import Callable
+from collections.abc import Callable
+from pathlib import Path
 
 import torch
 
@@ -36,7 +36,7 @@ from .methods import chunked_mean, generic_linear_grad
 from .methods.fo_anil import fo_anil_grad, fo_anil_grad_gram
 from .models import LinearParams, init_linear
 from .population import fo_anil_expected_grad
-from .tasks import DualBatch, FreshTasks, LinearRepTasks, TaskBatch, TaskPool
+from .tasks import FreshTasks, LinearRepTasks, TaskBatch, TaskPool
 
 SETTINGS = {
     "paper": dict(d=50, k=5, width=50, n=5000, m_in=20, m_out=10),
@@ -45,7 +45,9 @@ SETTINGS = {
 }
 
 
-def median_times(fns: dict[str, Callable[[], object]], rounds: int, calls: dict[str, int] | None = None) -> dict[str, float]:
+def median_times(
+    fns: dict[str, Callable[[], object]], rounds: int, calls: dict[str, int] | None = None
+) -> dict[str, float]:
     """Median wall time in seconds of each ``fn()``, measured side by side: every round calls every
     path in turn, so a change in the machine's load during the run falls on all paths alike.
 
@@ -123,8 +125,10 @@ def bench_setting(name: str, rounds: int = 7, loop_tasks: int = 200, alpha: floa
     inf_B = p._replace(w=torch.zeros_like(p.w))
     tasks64 = LinearRepTasks(tasks.B_star, tasks.sigma_diag, tasks.sigma2)
     paths["infinite"] = lambda: fo_anil_expected_grad(inf_B, tasks64, alpha, s["m_in"])
-    calls = {"closed_xb": 2, **{k: 5 for k in ("fast", "fast_1chunk", "fast_samples", "floor", "floor_dual", "gram",
-                                              "infinite")}}  # timed calls a round of the quicker paths
+    calls = {
+        "closed_xb": 2,
+        **{k: 5 for k in ("fast", "fast_1chunk", "fast_samples", "floor", "floor_dual", "gram", "infinite")},
+    }  # timed calls a round of the quicker paths
     times = median_times(paths, rounds, calls)
     times["loop"] *= s["n"] / loop_tasks
     return {
@@ -160,8 +164,13 @@ def streaming_peak_memory(n: int = 1_000_000, d: int = 50, width: int = 50, m_in
         total = [x * c for x in gr] if total is None else [a + x * c for a, x in zip(total, gr)]
     seconds = time.perf_counter() - t
     peak_kb = _peak_rss_kb()
-    return {"tasks": n, "chunk": source.chunk, "seconds": seconds, "peak_rss_mb": peak_kb / 1024,
-            "full_tensor_mb": n * (m_in + m_out) * d * 4 / 2**20}
+    return {
+        "tasks": n,
+        "chunk": source.chunk,
+        "seconds": seconds,
+        "peak_rss_mb": peak_kb / 1024,
+        "full_tensor_mb": n * (m_in + m_out) * d * 4 / 2**20,
+    }
 
 
 def run_benchmarks(settings: tuple[str, ...] = ("paper", "large"), streaming_tasks: int = 1_000_000) -> dict:
@@ -186,6 +195,7 @@ def format_table(res: dict) -> str:
     st = res["streaming"]
     lines.append(
         f"\nstreaming: one step over {st['tasks']:,} fresh tasks in chunks of {st['chunk']}: "
-        f"{st['seconds']:.1f} s, peak RSS {st['peak_rss_mb']:.0f} MB (all tasks at once would be {st['full_tensor_mb']:.0f} MB)"
+        f"{st['seconds']:.1f} s, peak RSS {st['peak_rss_mb']:.0f} MB "
+        f"(all tasks at once would be {st['full_tensor_mb']:.0f} MB)"
     )
     return "\n".join(lines)

@@ -8,8 +8,8 @@ from __future__ import annotations
 import functools
 import json
 import sys
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable, Optional
 
 import typer
 
@@ -49,7 +49,7 @@ def user_errors(fn: Callable) -> Callable:
     return wrapper
 
 
-def _prepare_out(out: Optional[Path], default: Path) -> Path:
+def _prepare_out(out: Path | None, default: Path) -> Path:
     from .io import ensure_writable_dir
 
     path = out if out is not None else default
@@ -66,10 +66,10 @@ def _fmt(xs: list[float]) -> str:
 @app.command()
 @user_errors
 def run(
-    config: Optional[Path] = typer.Argument(None, help="TOML config; without one, the paper's setting with FO-ANIL."),
+    config: Path | None = typer.Argument(None, help="TOML config; without one, the paper's setting with FO-ANIL."),
     set_: list[str] = typer.Option([], "--set", help="Override one key: section.key=value (repeatable)."),
-    out: Optional[Path] = typer.Option(None, "--out", help="Output folder (default runs/METHOD-HASH)."),
-    progress: Optional[bool] = typer.Option(None, "--progress/--no-progress", help="Progress bar (default: on a TTY)."),
+    out: Path | None = typer.Option(None, "--out", help="Output folder (default runs/METHOD-HASH)."),
+    progress: bool | None = typer.Option(None, "--progress/--no-progress", help="Progress bar (default: on a TTY)."),
 ) -> None:
     """Train one configuration and write config.json, history.csv, summary.json and dynamics.png."""
     cfg = load_config(config, set_)
@@ -93,13 +93,18 @@ def run(
     typer.echo(f"{s['method']} ({s['regime']} tasks): {s['steps']} steps in {s['wall_seconds']:.1f} s -> {out_dir}")
     typer.echo(f"  signal_eigs       {_fmt(s['signal_eigs'])}")
     typer.echo(f"  predicted         {_fmt(s['predicted_signal_eigs'])}")
-    typer.echo(f"  perp_norm2        {s['perp_norm2']:.4g}   (t * perp_norm2 = {s['perp_rate']:.4g}, predicted -> {s['predicted_perp_rate']:.4g})")
+    typer.echo(
+        f"  perp_norm2        {s['perp_norm2']:.4g}   (t * perp_norm2 = {s['perp_rate']:.4g}, "
+        f"predicted -> {s['predicted_perp_rate']:.4g})"
+    )
     typer.echo(f"  subspace_sin      {s['subspace_sin']:.4g}")
     typer.echo(f"  effective_rank    {s['effective_rank']:.4g}")
     if "predicted_risk_m_in" in s:
         o, sc = _opt(s["predicted_oracle_risk_m_in"]), _opt(s["predicted_scratch_risk_m_in"])
-        typer.echo(f"  predicted risk    one head step at the limit, m = m_in: {_opt(s['predicted_risk_m_in'])} "
-                   f"(oracle {o}, scratch {sc})")
+        typer.echo(
+            f"  predicted risk    one head step at the limit, m = m_in: {_opt(s['predicted_risk_m_in'])} "
+            f"(oracle {o}, scratch {sc})"
+        )
     if result.status == "diverged":
         fail(result.message, code=1)
     if result.status == "interrupted":
@@ -110,7 +115,9 @@ def run(
 def bench(
     json_out: bool = typer.Option(False, "--json", help="Print the results as JSON."),
     settings: str = typer.Option("paper,large", "--settings", help="Comma-separated: paper, large, tall (m > d)."),
-    streaming_tasks: int = typer.Option(1_000_000, "--streaming-tasks", min=1, help="Fresh tasks in the streaming step."),
+    streaming_tasks: int = typer.Option(
+        1_000_000, "--streaming-tasks", min=1, help="Fresh tasks in the streaming step."
+    ),
 ) -> None:
     """Time the FO-ANIL step on every path side by side, and the streaming step's peak memory."""
     from .bench import SETTINGS, format_table, run_benchmarks
@@ -128,7 +135,7 @@ from .fewshot.cli import fewshot_app  # noqa: E402
 app.add_typer(fewshot_app, name="fewshot")
 
 
-def _opt(x: Optional[float]) -> str:
+def _opt(x: float | None) -> str:
     return "undefined" if x is None else f"{x:.4g}"
 
 
@@ -151,11 +158,11 @@ def evaluate_cmd(
     m_test: str = typer.Option("5,10,20,50,100", "--m-test", help="Comma-separated sample sizes m of the new tasks."),
     steps: int = typer.Option(1, "--steps", help="Gradient steps on the head (closed form for 1 step)."),
     tasks: int = typer.Option(2000, "--tasks", help="New tasks per m for the Monte-Carlo estimates (>= 2)."),
-    alpha: Optional[float] = typer.Option(None, "--alpha", help="Head step size (default: the run's method.alpha)."),
+    alpha: float | None = typer.Option(None, "--alpha", help="Head step size (default: the run's method.alpha)."),
     seed: int = typer.Option(0, "--seed", help="Seed of the new tasks."),
-    out: Optional[Path] = typer.Option(None, "--out", help="Output folder (default: RUN_DIR)."),
+    out: Path | None = typer.Option(None, "--out", help="Output folder (default: RUN_DIR)."),
     json_out: bool = typer.Option(False, "--json", help="Print the results as JSON instead of a table."),
-    progress: Optional[bool] = typer.Option(None, "--progress/--no-progress", help="Progress bar (default: on a TTY)."),
+    progress: bool | None = typer.Option(None, "--progress/--no-progress", help="Progress bar (default: on a TTY)."),
 ) -> None:
     """Excess risk on new tasks after head steps from the run's final parameters, next to the closed
     form, the FO-ANIL limit, the oracle, scratch and least squares on the learned representation.
@@ -187,8 +194,10 @@ def evaluate_cmd(
         typer.echo(f"warning: the run's status is {status!r}; evaluating its last state", err=True)
     res = evaluate_run(loaded, m_test=ms, steps=steps, n_tasks=tasks, alpha=alpha, seed=seed, progress=progress)
     cfg = loaded.config
-    title = (f"{cfg.method.name} run {run_dir.name}: d={cfg.task.d}, k={cfg.task.k}, width={cfg.width}, "
-             f"σ²={cfg.task.sigma2}, m_in={cfg.data.m_in}; head step α={res['alpha']:g} × {steps}")
+    title = (
+        f"{cfg.method.name} run {run_dir.name}: d={cfg.task.d}, k={cfg.task.k}, width={cfg.width}, "
+        f"σ²={cfg.task.sigma2}, m_in={cfg.data.m_in}; head step α={res['alpha']:g} × {steps}"
+    )
     paths = save_evaluation(res, out_dir, title)
     for w in res["warnings"]:
         typer.echo(f"warning: {w}", err=True)
@@ -196,8 +205,10 @@ def evaluate_cmd(
         typer.echo(json.dumps(to_json(res), indent=2))
         return
     plural = "s" if steps > 1 else ""
-    typer.echo(f"excess risk E|theta_hat - theta|^2 on {tasks} new tasks per m: Monte-Carlo mean ± standard error "
-               f"[closed form; - where none]  (head step alpha = {res['alpha']:g}, {steps} step{plural})")
+    typer.echo(
+        f"excess risk E|theta_hat - theta|^2 on {tasks} new tasks per m: Monte-Carlo mean ± standard error "
+        f"[closed form; - where none]  (head step alpha = {res['alpha']:g}, {steps} step{plural})"
+    )
     typer.echo(format_table(res))
     typer.echo(f"-> {paths['json']}, {paths['csv'].name}, {paths['png'].name}")
 
@@ -205,7 +216,7 @@ def evaluate_cmd(
 @app.command("theory")
 @user_errors
 def theory_cmd(
-    config: Optional[Path] = typer.Argument(None, help="TOML config; without one, the paper's setting with FO-ANIL."),
+    config: Path | None = typer.Argument(None, help="TOML config; without one, the paper's setting with FO-ANIL."),
     set_: list[str] = typer.Option([], "--set", help="Override one key: section.key=value (repeatable)."),
     m_test: str = typer.Option("5,10,20,50,100", "--m-test", help="Sample sizes m of the predicted risks (+ m_in)."),
     json_out: bool = typer.Option(False, "--json", help="Print the predictions as JSON."),
@@ -221,12 +232,12 @@ def theory_cmd(
 
 @app.command()
 def reproduce(
-    names: Optional[list[str]] = typer.Argument(None, help="Experiments to run (default: all)."),
+    names: list[str] | None = typer.Argument(None, help="Experiments to run (default: all)."),
     quick: bool = typer.Option(False, "--quick", help="A smaller version of every experiment (minutes)."),
     seeds: int = typer.Option(5, "--seeds", help="Seeds per run (>= 1)."),
     jobs: int = typer.Option(1, "--jobs", help="Worker processes (>= 1)."),
     out: Path = typer.Option(Path("reproduction"), "--out", help="Output folder; complete runs in it are reused."),
-    progress: Optional[bool] = typer.Option(None, "--progress/--no-progress", help="Progress bar (default: on a TTY)."),
+    progress: bool | None = typer.Option(None, "--progress/--no-progress", help="Progress bar (default: on a TTY)."),
 ) -> None:
     """Reproduce the paper's experiments: one PNG and CSV per experiment, and REPORT.md."""
     from .experiments import EXPERIMENTS

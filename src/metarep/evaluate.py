@@ -11,7 +11,7 @@ at the learned ``w`` (``B`` fixed), take ``steps`` gradient steps of size α on
 | ``limit`` | the FO-ANIL limit ``B_∞ = B* diag(√(γ/α))`` of the run's config, head at 0 | same, at ``M_∞`` |
 | ``oracle`` | least squares on ``span(B*)`` (min-norm when ``m < k``) | :func:`~metarep.theory.oracle_risk` |
 | ``scratch`` | least squares in ``R^d`` (min-norm when ``m < d``) | :func:`~metarep.theory.scratch_risk` |
-| ``ls_span_B`` | least squares on the column space of ``B`` (its numerical rank ``r``) | :func:`~metarep.theory.subspace_ls_risk` |
+| ``ls_span_B`` | least squares on the column space of ``B`` (rank ``r``) | :func:`~metarep.theory.subspace_ls_risk` |
 | ``ls_top_k`` | least squares on the top-``k`` left singular directions of ``B`` | same |
 
 Each gets a Monte-Carlo mean of ``‖θ̂ − θ‖²`` over ``n_tasks`` new tasks with its standard error,
@@ -24,8 +24,8 @@ For every ``m`` the tasks are the same; the first ``m`` samples of each task are
 from __future__ import annotations
 
 import math
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Callable, Sequence
 
 import numpy as np
 import torch
@@ -301,8 +301,9 @@ def evaluate(
     }
 
 
-def limit_representation(B_star: torch.Tensor, sigma_diag: torch.Tensor, sigma2: float, alpha: float, m_in: int,
-                         width: int) -> torch.Tensor:
+def limit_representation(
+    B_star: torch.Tensor, sigma_diag: torch.Tensor, sigma2: float, alpha: float, m_in: int, width: int
+) -> torch.Tensor:
     """A ``B_∞ (d, k)`` with ``B_∞ B_∞ᵀ = α⁻¹ B* diag(γ) B*ᵀ`` (MATH.md §5.3; kept directions only)."""
     g = theory.limit_gamma(sigma_diag, sigma2, m_in, width)
     return B_star.to(torch.float64) * (g / alpha).sqrt()
@@ -351,14 +352,28 @@ def evaluate_run(
         tasks.B_star, tasks.sigma_diag, tasks.sigma2, cfg.method.alpha, cfg.data.m_in, cfg.width
     )
     g = torch.Generator().manual_seed(eval_seed(cfg.run.seed, seed))
-    res = evaluate(B, w, tasks, alpha=a, m_test=m_test, steps=steps, n_tasks=n_tasks, generator=g,
-                   B_limit=B_lim, forward=forward, params=extra, progress=progress)
+    res = evaluate(
+        B,
+        w,
+        tasks,
+        alpha=a,
+        m_test=m_test,
+        steps=steps,
+        n_tasks=n_tasks,
+        generator=g,
+        B_limit=B_lim,
+        forward=forward,
+        params=extra,
+        progress=progress,
+    )
     notes = []
     if steps > 1:
         v = theory.inner_step_value(a, B, min(res["m_test"]))
         if v >= 2:
-            notes.append(f"alpha*|B|^2*(1+sqrt(r/m))^2 = {v:.3g} >= 2 at m = {min(res['m_test'])}: "
-                         f"{steps} head steps may be unstable; lower --alpha")
+            notes.append(
+                f"alpha*|B|^2*(1+sqrt(r/m))^2 = {v:.3g} >= 2 at m = {min(res['m_test'])}: "
+                f"{steps} head steps may be unstable; lower --alpha"
+            )
     return {
         "method": cfg.method.name,
         "model": kind,
@@ -393,8 +408,11 @@ def label(result: dict, name: str) -> str:
     if result.get("model", "linear") != "linear":
         method = f"{method}, {result['model']}"
     return LABELS[name].format(
-        method=method, steps=result["steps"], s="" if result["steps"] == 1 else "s",
-        rank_B=result["rank_B"], top_k=result["top_k"],
+        method=method,
+        steps=result["steps"],
+        s="" if result["steps"] == 1 else "s",
+        rank_B=result["rank_B"],
+        top_k=result["top_k"],
     )
 
 
@@ -405,8 +423,7 @@ def _json_num(x: float) -> float | None:
 def to_json(result: dict) -> dict:
     """``result`` with ``nan``/``inf`` replaced by ``None`` (strict JSON)."""
     est = {
-        name: {key: [_json_num(v) for v in vals] for key, vals in e.items()}
-        for name, e in result["estimators"].items()
+        name: {key: [_json_num(v) for v in vals] for key, vals in e.items()} for name, e in result["estimators"].items()
     }
     return {**result, "estimators": est}
 
@@ -417,14 +434,16 @@ def rows(result: dict) -> list[dict[str, object]]:
     for name, e in result["estimators"].items():
         for i, m in enumerate(result["m_test"]):
             cf = e["closed_form"][i]
-            out.append({
-                "m": m,
-                "estimator": name,
-                "closed_form": "" if not math.isfinite(cf) else cf,
-                "mc_mean": e["mc_mean"][i],
-                "mc_se": e["mc_se"][i],
-                "n_tasks": result["n_tasks"],
-            })
+            out.append(
+                {
+                    "m": m,
+                    "estimator": name,
+                    "closed_form": "" if not math.isfinite(cf) else cf,
+                    "mc_mean": e["mc_mean"][i],
+                    "mc_se": e["mc_se"][i],
+                    "n_tasks": result["n_tasks"],
+                }
+            )
     return out
 
 

@@ -9,8 +9,9 @@ import os
 import platform
 import subprocess
 import tempfile
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any
 
 OutputError = OSError
 
@@ -48,8 +49,8 @@ def ensure_writable_dir(path: str | Path) -> Path:
     """Create ``path`` if needed and check a file can be written there; raise ``OSError`` if not."""
     path = Path(path)
     path.mkdir(parents=True, exist_ok=True)
-    probe = tempfile.NamedTemporaryFile(dir=path, prefix=".probe.", delete=True)
-    probe.close()
+    with tempfile.NamedTemporaryFile(dir=path, prefix=".probe.", delete=True):
+        pass
     return path
 
 
@@ -61,7 +62,11 @@ def git_commit() -> str:
             ["git", "rev-parse", "HEAD"], cwd=here, capture_output=True, text=True, timeout=5, check=True
         ).stdout.strip()
         dirty = subprocess.run(
-            ["git", "status", "--porcelain", "--untracked-files=no"], cwd=here, capture_output=True, text=True, timeout=5
+            ["git", "status", "--porcelain", "--untracked-files=no"],
+            cwd=here,
+            capture_output=True,
+            text=True,
+            timeout=5,
         ).stdout.strip()
         return out + ("-dirty" if dirty else "")
     except (OSError, subprocess.SubprocessError):
@@ -75,4 +80,9 @@ def versions() -> dict[str, str]:
 
     from . import __version__
 
-    return {"metarep": __version__, "torch": torch.__version__, "numpy": numpy.__version__, "python": platform.python_version()}
+    return {
+        "metarep": __version__,
+        "torch": torch.__version__,
+        "numpy": numpy.__version__,
+        "python": platform.python_version(),
+    }

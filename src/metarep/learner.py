@@ -36,7 +36,8 @@ from __future__ import annotations
 
 import contextlib
 import math
-from typing import Any, Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -144,7 +145,7 @@ def _resolve_keys(names: Sequence[str], wanted: Sequence[str]) -> tuple[str, ...
 
 
 def _strip(d: Mapping[str, torch.Tensor], prefix: str) -> Params:
-    return {k[len(prefix):]: v for k, v in d.items() if k.startswith(prefix)}
+    return {k[len(prefix) :]: v for k, v in d.items() if k.startswith(prefix)}
 
 
 def _is_batch(obj: Any) -> bool:
@@ -211,10 +212,20 @@ class MetaLearner:
 
     def get_params(self) -> dict[str, Any]:
         """The hyper-parameters given to ``__init__`` (scikit-learn convention)."""
-        names = ("features", "head", "method", "inner_lr", "inner_steps", "optimizer", "outer_lr", "loss", "adapt_params")
+        names = (
+            "features",
+            "head",
+            "method",
+            "inner_lr",
+            "inner_steps",
+            "optimizer",
+            "outer_lr",
+            "loss",
+            "adapt_params",
+        )
         return {k: getattr(self, k) for k in names}
 
-    def set_params(self, **params: Any) -> "MetaLearner":
+    def set_params(self, **params: Any) -> MetaLearner:
         """Change hyper-parameters; returns ``self``. ``inner_lr`` and ``inner_steps`` take effect at once
         (e.g. to try test-time step sizes); any other change discards the fitted state (not the weights)."""
         unknown = set(params) - set(self.get_params())
@@ -237,7 +248,9 @@ class MetaLearner:
         if not isinstance(self.features, nn.Module):
             raise ValueError(f"features: must be a torch.nn.Module, got {type(self.features).__name__}")
         if self.head is not None and not isinstance(self.head, nn.Module):
-            raise ValueError(f"head: must be a torch.nn.Module (e.g. nn.Linear) or None, got {type(self.head).__name__}")
+            raise ValueError(
+                f"head: must be a torch.nn.Module (e.g. nn.Linear) or None, got {type(self.head).__name__}"
+            )
         if not (isinstance(self.inner_lr, (int, float)) and math.isfinite(self.inner_lr) and self.inner_lr > 0):
             raise ValueError(f"inner_lr: must be > 0, got {self.inner_lr!r}")
         if not (isinstance(self.inner_steps, int) and self.inner_steps >= 1):
@@ -257,7 +270,9 @@ class MetaLearner:
         if not names:
             raise ValueError("features/head: the model has no parameters")
         if self.adapt_params is not None:
-            keys = _resolve_keys(names, [self.adapt_params] if isinstance(self.adapt_params, str) else self.adapt_params)
+            keys = _resolve_keys(
+                names, [self.adapt_params] if isinstance(self.adapt_params, str) else self.adapt_params
+            )
         elif METHODS[self.method][0] == "head":
             if self.head is None:
                 raise ValueError(
@@ -292,7 +307,9 @@ class MetaLearner:
             if not isinstance(built, torch.optim.Optimizer):
                 raise ValueError("optimizer: the callable must return a torch.optim.Optimizer")
             return built
-        raise ValueError(f"optimizer: expected None, a torch.optim.Optimizer class or instance, or a callable, got {opt!r}")
+        raise ValueError(
+            f"optimizer: expected None, a torch.optim.Optimizer class or instance, or a callable, got {opt!r}"
+        )
 
     # ------------------------------------------------------------------ functional pieces
 
@@ -306,7 +323,9 @@ class MetaLearner:
         p = next(self.model_.parameters())
         X_in, y_in, X_out, y_out = batch
         if X_in.shape[0] != y_in.shape[0] or X_out.shape[0] != y_out.shape[0] or X_in.shape[0] != X_out.shape[0]:
-            raise ValueError(f"batch: the task axes differ: {X_in.shape[0]}, {y_in.shape[0]}, {X_out.shape[0]}, {y_out.shape[0]}")
+            raise ValueError(
+                f"batch: the task axes differ: {X_in.shape[0]}, {y_in.shape[0]}, {X_out.shape[0]}, {y_out.shape[0]}"
+            )
 
         def x_cast(X):
             return X.to(p.device, p.dtype) if X.is_floating_point() else X.to(p.device)
@@ -351,7 +370,9 @@ class MetaLearner:
 
         return run
 
-    def _task_losses(self, sub: Params, rest: Params, X: torch.Tensor, y: torch.Tensor, sub_batched: bool) -> torch.Tensor:
+    def _task_losses(
+        self, sub: Params, rest: Params, X: torch.Tensor, y: torch.Tensor, sub_batched: bool
+    ) -> torch.Tensor:
         """Loss of every task at its parameters, ``(T,)``."""
         forward, loss_fn = self._forward_fn(), self._loss_fn
         fn = lambda s, r, X_, y_: loss_fn(forward({**r, **s}, X_), y_)  # noqa: E731
@@ -383,7 +404,7 @@ class MetaLearner:
                 inner_p, Z_all = self._inner_inputs(p0, X_all)
                 phi = self._adapt_batch(inner_p, Z_all, y_all, self.inner_steps)
                 _, rest = self._split(inner_p)
-                Z_out = Z_all[:, X_in.shape[1]:]
+                Z_out = Z_all[:, X_in.shape[1] :]
                 loss = self._task_losses(phi, rest, Z_out, y_out, True).mean()
                 grads = {k: (p0[k] - phi[k].mean(0)) if k in phi else torch.zeros_like(p0[k]) for k in names}
             return grads, float(loss)
@@ -428,7 +449,9 @@ class MetaLearner:
 
     # ------------------------------------------------------------------ fit / adapt / predict
 
-    def fit(self, tasks: Iterable | TaskBatch, iterations: int | None = None, *, progress: bool | None = None) -> "MetaLearner":
+    def fit(
+        self, tasks: Iterable | TaskBatch, iterations: int | None = None, *, progress: bool | None = None
+    ) -> MetaLearner:
         """Meta-train on a source of task batches; returns ``self``.
 
         **Arguments:**
@@ -532,11 +555,15 @@ class MetaLearner:
             batched, done = False, 0
             for s in steps:
                 if s > done:
-                    sub = vmap(self._adapt_fn(s - done), in_dims=(0 if batched else None, None, 0, 0),
-                               randomness="different")(sub, rest, Z_in, b.y_in)
+                    sub = vmap(
+                        self._adapt_fn(s - done), in_dims=(0 if batched else None, None, 0, 0), randomness="different"
+                    )(sub, rest, Z_in, b.y_in)
                     batched, done = True, s
-                pred = vmap(lambda s_, X_: forward({**rest, **s_}, X_), in_dims=(0 if batched else None, 0),
-                            randomness="different")(sub, Z_out)
+                pred = vmap(
+                    lambda s_, X_: forward({**rest, **s_}, X_),
+                    in_dims=(0 if batched else None, 0),
+                    randomness="different",
+                )(sub, Z_out)
                 res = {"loss": vmap(self._loss_fn)(pred, b.y_out)}
                 if self.loss == "cross_entropy":
                     res["accuracy"] = (pred.argmax(-1) == b.y_out).to(pred.dtype).mean(-1)

@@ -76,7 +76,13 @@ def save_run(result: RunResult, out_dir: str | Path) -> Path:
     cfg = result.config
     write_json(
         out / "config.json",
-        {"config": cfg.to_dict(), "digest": cfg.digest(), "seeds": result.seeds, "versions": versions(), "git_commit": git_commit()},
+        {
+            "config": cfg.to_dict(),
+            "digest": cfg.digest(),
+            "seeds": result.seeds,
+            "versions": versions(),
+            "git_commit": git_commit(),
+        },
     )
     save_params(out / "params.npz", result)
     write_csv(out / "history.csv", result.history)

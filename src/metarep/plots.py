@@ -52,8 +52,17 @@ def plot_dynamics(history: list[dict], summary: dict, title: str, path: str | Pa
     ax2.set_title("unlearning: energy outside span(B*)")
     box = _predictions_text(summary)
     if box:
-        ax2.text(0.98, 0.97, box, transform=ax2.transAxes, ha="right", va="top", fontsize=7.5,
-                 multialignment="left", bbox=dict(boxstyle="round", fc="white", ec="0.7", alpha=0.9))
+        ax2.text(
+            0.98,
+            0.97,
+            box,
+            transform=ax2.transAxes,
+            ha="right",
+            va="top",
+            fontsize=7.5,
+            multialignment="left",
+            bbox=dict(boxstyle="round", fc="white", ec="0.7", alpha=0.9),
+        )
     fig.suptitle(title, fontsize=10)
     save_figure(fig, path)
 
@@ -86,8 +95,14 @@ def plot_risk(result: dict, labels: dict[str, str], title: str, path: str | Path
 
     ms = result["m_test"]
     est = result["estimators"]
-    styles = {"learned": ("C0", "o", "-"), "limit": ("k", "x", ":"), "oracle": ("C2", "s", "-"),
-              "scratch": ("C3", "v", "-"), "ls_span_B": ("C1", "D", "--"), "ls_top_k": ("C4", "P", "-")}
+    styles = {
+        "learned": ("C0", "o", "-"),
+        "limit": ("k", "x", ":"),
+        "oracle": ("C2", "s", "-"),
+        "scratch": ("C3", "v", "-"),
+        "ls_span_B": ("C1", "D", "--"),
+        "ls_top_k": ("C4", "P", "-"),
+    }
     # y range from the finite closed forms and the Monte-Carlo means where a closed form exists
     vals = []
     for e in est.values():
@@ -107,8 +122,17 @@ def plot_risk(result: dict, labels: dict[str, str], title: str, path: str | Path
         inside = [(m, v, s) for m, v, s in zip(ms, e["mc_mean"], e["mc_se"]) if hi is None or v <= hi]
         if inside:
             xm, ym, sm = zip(*inside)
-            ax.errorbar(xm, ym, yerr=[2 * s for s in sm], color=color, marker=marker, ls="none", ms=5,
-                        capsize=2, label=labels.get(name, name))
+            ax.errorbar(
+                xm,
+                ym,
+                yerr=[2 * s for s in sm],
+                color=color,
+                marker=marker,
+                ls="none",
+                ms=5,
+                capsize=2,
+                label=labels.get(name, name),
+            )
         off = [m for m, v in zip(ms, e["mc_mean"]) if hi is not None and v > hi]
         if off:
             any_off = True
@@ -122,8 +146,11 @@ def plot_risk(result: dict, labels: dict[str, str], title: str, path: str | Path
     ax.minorticks_off()
     ax.set_xlabel("m: samples of the new task")
     ax.set_ylabel(r"excess risk $E\|\hat\theta - \theta\|^2$")
-    ax.set_title(f"{result['n_tasks']} new tasks per m; markers: Monte-Carlo ± 2 SE, lines: closed form"
-                 + ("\n(triangles at the top: off the chart, infinite expectation)" if any_off else ""), fontsize=8.5)
+    ax.set_title(
+        f"{result['n_tasks']} new tasks per m; markers: Monte-Carlo ± 2 SE, lines: closed form"
+        + ("\n(triangles at the top: off the chart, infinite expectation)" if any_off else ""),
+        fontsize=8.5,
+    )
     ax.grid(True, which="major", alpha=0.3)
     ax.legend(fontsize=8, loc="best")
     fig.suptitle(title, fontsize=10)

@@ -26,7 +26,7 @@ class TaskBatch(NamedTuple):
     def num_tasks(self) -> int:
         return self[0].shape[0]  # every field has the task axis first
 
-    def select(self, idx: torch.Tensor) -> "TaskBatch":
+    def select(self, idx: torch.Tensor) -> TaskBatch:
         """The tasks at indices ``idx`` (1-D long tensor)."""
         return type(self)(*(t[idx] for t in self))
 
@@ -60,7 +60,7 @@ class DualBatch(NamedTuple):
     merged = TaskBatch.merged
 
     @classmethod
-    def from_batch(cls, b: TaskBatch) -> "DualBatch":
+    def from_batch(cls, b: TaskBatch) -> DualBatch:
         return cls(*b, b.X_in.transpose(1, 2).contiguous(), b.X_out.transpose(1, 2).contiguous())
 
 
@@ -80,7 +80,7 @@ class GramBatch(NamedTuple):
     select = TaskBatch.select
 
     @classmethod
-    def from_batch(cls, b: TaskBatch) -> "GramBatch":
+    def from_batch(cls, b: TaskBatch) -> GramBatch:
         def moments(X: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
             m = X.shape[1]
             return X.transpose(1, 2) @ X / m, torch.einsum("nm,nmd->nd", y, X) / m
@@ -149,7 +149,7 @@ class LinearRepTasks:
         generator: torch.Generator,
         dtype: torch.dtype = torch.float64,
         device: str | torch.device = "cpu",
-    ) -> "LinearRepTasks":
+    ) -> LinearRepTasks:
         """Draw ``B*`` once (QR of a Gaussian ``d×k`` matrix) and build the distribution."""
         G = torch.randn(d, k, generator=generator, dtype=torch.float64)
         Q, R = torch.linalg.qr(G)
@@ -222,7 +222,11 @@ class TaskPool:
     LAYOUTS = {"samples": lambda b: b, "dual": DualBatch.from_batch, "gram": GramBatch.from_batch}
 
     def __init__(
-        self, pool: TaskBatch, task_batch: int | None, generator: torch.Generator, chunk: int | None = None,
+        self,
+        pool: TaskBatch,
+        task_batch: int | None,
+        generator: torch.Generator,
+        chunk: int | None = None,
         layout: str = "samples",
     ):
         self.pool = pool

@@ -22,8 +22,8 @@ risk whose expectation is infinite or undefined is returned as ``nan`` (``null``
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
-from typing import Sequence
 
 import torch
 
@@ -70,7 +70,7 @@ def kept_directions(sigma_diag: torch.Tensor, width: int) -> torch.Tensor:
     if width >= k:
         return torch.arange(k)
     order = torch.sort(s, stable=True).indices  # ascending; ties keep index order
-    return torch.sort(order[k - width:]).values
+    return torch.sort(order[k - width :]).values
 
 
 def limit_gamma(sigma_diag: torch.Tensor, sigma2: float, m_in: int, width: int) -> torch.Tensor:
@@ -137,9 +137,7 @@ def one_step_risk(
         V = S + torch.outer(u, u)
         trV = trV + float(u @ u)
     M2 = M @ M
-    return float(
-        trV - 2 * torch.sum(M * V) + (1 + 1 / m) * torch.sum(M2 * V) + torch.trace(M2) * (trV + sigma2) / m
-    )
+    return float(trV - 2 * torch.sum(M * V) + (1 + 1 / m) * torch.sum(M2 * V) + torch.trace(M2) * (trV + sigma2) / m)
 
 
 def limit_one_step_risk(sigma_diag: torch.Tensor, sigma2: float, m_in: int, m: int, width: int) -> float:
@@ -254,30 +252,45 @@ def check_step_sizes(cfg) -> list[StepSizeCheck]:
     out = []
     lim = 0.5 if second else 1.0
     v = a * beta * s_max
-    out.append(StepSizeCheck(
-        "limit", v, lim, v < lim,
-        f"alpha*beta*s_max = {v:.3g} must be < {lim:g} for the limit to be stable "
-        "(above, the signal eigenvalues oscillate, and further out diverge); "
-        f"lower method.beta below {lim / (a * s_max):.3g}",
-    ))
+    out.append(
+        StepSizeCheck(
+            "limit",
+            v,
+            lim,
+            v < lim,
+            f"alpha*beta*s_max = {v:.3g} must be < {lim:g} for the limit to be stable "
+            "(above, the signal eigenvalues oscillate, and further out diverge); "
+            f"lower method.beta below {lim / (a * s_max):.3g}",
+        )
+    )
     e0 = init_curvature(d, width, cfg.model.init_scale, lam_max, b)
     v = a * a * beta * e0 * (2 if second else 1)
-    out.append(StepSizeCheck(
-        "init", v, 2.0, v < 2.0,
-        f"alpha^2*beta*|B_0^T G B_0| = {v:.3g} must be < 2 so the first steps do not overshoot; "
-        "lower method.beta or model.init_scale",
-    ))
+    out.append(
+        StepSizeCheck(
+            "init",
+            v,
+            2.0,
+            v < 2.0,
+            f"alpha^2*beta*|B_0^T G B_0| = {v:.3g} must be < 2 so the first steps do not overshoot; "
+            "lower method.beta or model.init_scale",
+        )
+    )
     if me.inner_steps > 1:
         g_max = float(gammas(s, cfg.task.sigma2, m_in).max())
         n0 = cfg.model.init_scale**2 * (1 + math.sqrt(width / d)) ** 2  # ‖B_0‖₂², Marchenko–Pastur edge
         v_init = a * n0 * (1 + math.sqrt(min(d, width) / m_in)) ** 2
         v_lim = g_max * (1 + math.sqrt(min(cfg.task.k, width) / m_in)) ** 2
         v = max(v_init, v_lim)
-        out.append(StepSizeCheck(
-            "inner", v, 2.0, v < 2.0,
-            f"alpha*|B|^2*|Sigma_in|_span(B) = {v:.3g} must be < 2 for {me.inner_steps} inner steps to be stable; "
-            "lower method.alpha",
-        ))
+        out.append(
+            StepSizeCheck(
+                "inner",
+                v,
+                2.0,
+                v < 2.0,
+                f"alpha*|B|^2*|Sigma_in|_span(B) = {v:.3g} must be < 2 for {me.inner_steps} inner steps to be stable; "
+                "lower method.alpha",
+            )
+        )
     return out
 
 
@@ -390,8 +403,10 @@ def format_report(rep: dict) -> str:
         return "-" if x is None else f"{x:.4g}"
 
     k, width = rep["k"], rep["width"]
-    kept = "all k" if width >= k else (
-        f"top {width} of Σ*: {', '.join(map(str, rep['kept_directions']))} (underparametrized)"
+    kept = (
+        "all k"
+        if width >= k
+        else (f"top {width} of Σ*: {', '.join(map(str, rep['kept_directions']))} (underparametrized)")
     )
     lines = [
         f"FO-ANIL theory, infinite tasks, head w = 0 (MATH.md §5); method {rep['method']}",
@@ -420,6 +435,8 @@ def format_report(rep: dict) -> str:
     else:
         lines.append("step sizes (stability of the infinite-task dynamics):")
         for c in checks:
-            lines.append(f"  {'ok     ' if c['ok'] else 'WARNING'} {c['name']:<6} "
-                         f"{c['value']:.3g} < {c['limit']:g}" + ("" if c["ok"] else f": {c['what']}"))
+            lines.append(
+                f"  {'ok     ' if c['ok'] else 'WARNING'} {c['name']:<6} "
+                f"{c['value']:.3g} < {c['limit']:g}" + ("" if c["ok"] else f": {c['what']}")
+            )
     return "\n".join(lines)

@@ -8,8 +8,9 @@ stops on NaN/inf (keeping the last finite state), and stops cleanly on Ctrl-C.
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Callable, NamedTuple
+from typing import NamedTuple
 
 import numpy as np
 import torch
@@ -42,7 +43,9 @@ class RunResult:
 def seeds_for(seed: int) -> dict[str, int]:
     """Independent seeds for the ground truth, the initialisation and the data, from one seed."""
     children = np.random.SeedSequence(seed).spawn(3)
-    return {name: int(c.generate_state(1, dtype=np.uint64)[0] >> 1) for name, c in zip(("truth", "init", "data"), children)}
+    return {
+        name: int(c.generate_state(1, dtype=np.uint64)[0] >> 1) for name, c in zip(("truth", "init", "data"), children)
+    }
 
 
 def _generator(seed: int, device: str) -> torch.Generator:
@@ -57,11 +60,23 @@ def build(cfg: Config) -> tuple[LinearRepTasks, NamedTuple, Stepper, dict[str, i
     seeds = seeds_for(cfg.run.seed)
     t = cfg.task
     tasks = LinearRepTasks.create(
-        t.d, t.k, t.sigma2, t.task_cov, cfg.cov_trace, generator=_generator(seeds["truth"], "cpu"), dtype=dtype, device=dev
+        t.d,
+        t.k,
+        t.sigma2,
+        t.task_cov,
+        cfg.cov_trace,
+        generator=_generator(seeds["truth"], "cpu"),
+        dtype=dtype,
+        device=dev,
     )
     params = init_model(
-        cfg.model.kind, t.d, cfg.width, init_scale=cfg.model.init_scale, generator=_generator(seeds["init"], "cpu"),
-        dtype=dtype, device=dev,
+        cfg.model.kind,
+        t.d,
+        cfg.width,
+        init_scale=cfg.model.init_scale,
+        generator=_generator(seeds["init"], "cpu"),
+        dtype=dtype,
+        device=dev,
     )
     da = cfg.data
     source: TaskPool | FreshTasks | None = None
@@ -70,7 +85,9 @@ def build(cfg: Config) -> tuple[LinearRepTasks, NamedTuple, Stepper, dict[str, i
         if da.fresh:
             source = FreshTasks(tasks, da.tasks, da.m_in, da.m_out, gen)
         else:
-            source = TaskPool(tasks.sample(da.tasks, da.m_in, da.m_out, gen), da.task_batch, gen, layout=pool_layout(cfg))
+            source = TaskPool(
+                tasks.sample(da.tasks, da.m_in, da.m_out, gen), da.task_batch, gen, layout=pool_layout(cfg)
+            )
     stepper = make_stepper(cfg, tasks, source)
     return tasks, stepper.init(params), stepper, seeds
 
@@ -140,8 +157,16 @@ def _summary(cfg: Config, history: list[dict], params: NamedTuple, status: str, 
         "signal_eigs": [last[f"signal_eig_{j}"] for j in range(1, k + 1)],
     }
     out.update(predictions(cfg))
-    for key in ("perp_norm2", "perp_fro2", "perp_rel", "perp_rate", "subspace_sin", "span_energy", "effective_rank",
-                "head_norm"):
+    for key in (
+        "perp_norm2",
+        "perp_fro2",
+        "perp_rel",
+        "perp_rate",
+        "subspace_sin",
+        "span_energy",
+        "effective_rank",
+        "head_norm",
+    ):
         out[key] = last[key]
     out["wall_seconds"] = wall
     return out

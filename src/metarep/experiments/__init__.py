@@ -22,8 +22,10 @@ def plan(names: list[str], scale: Scale, seeds: int) -> dict[str, dict[str, list
     out: dict[str, dict[str, list[RunSpec]]] = {}
     for name in names:
         out[name] = {
-            s.label: [RunSpec(s.overrides, seed, scale.m_test if s.evaluate else (), scale.eval_tasks)
-                      for seed in range(seeds)]
+            s.label: [
+                RunSpec(s.overrides, seed, scale.m_test if s.evaluate else (), scale.eval_tasks)
+                for seed in range(seeds)
+            ]
             for s in EXPERIMENTS[name].series(scale)
         }
     return out
@@ -63,8 +65,9 @@ def reproduce(
     runs = plan(names, scale, seeds)
     out = Path(out)
     store = out / "runs"
-    counts = run_all([spec for series in runs.values() for specs in series.values() for spec in specs],
-                     store, jobs, progress)
+    counts = run_all(
+        [spec for series in runs.values() for specs in series.values() for spec in specs], store, jobs, progress
+    )
     if counts["failed"]:
         raise RuntimeError(f"{counts['failed']} run(s) did not complete, first: {counts['errors'][0]}")
     sections = []
@@ -77,11 +80,13 @@ def reproduce(
         fig.suptitle(f"{exp.title}" + (" (quick)" if quick else ""), fontsize=11)
         save_figure(fig, out / f"{name}.png")
         write_csv(out / f"{name}.csv", _rows_with_x(pres.rows))
-        sections.append(f"## {exp.title} (`{name}`)\n\n**Claim.** {exp.claim}\n\n![{name}]({name}.png)\n\n"
-                        f"{pres.markdown}\n\nData: [`{name}.csv`]({name}.csv).\n")
+        sections.append(
+            f"## {exp.title} (`{name}`)\n\n**Claim.** {exp.claim}\n\n![{name}]({name}.png)\n\n"
+            f"{pres.markdown}\n\nData: [`{name}.csv`]({name}.csv).\n"
+        )
     header = (
-        "# metarep: reproduction of \"First-order ANIL provably learns representations despite "
-        "overparametrization\"\n\n"
+        '# metarep: reproduction of "First-order ANIL provably learns representations despite '
+        'overparametrization"\n\n'
         f"Generated {datetime.datetime.now().strftime('%Y-%m-%d %H:%M')} by `metarep reproduce"
         f"{' --quick' if quick else ''} --seeds {seeds}`: {len(names)} experiments, "
         f"{counts['total']} runs ({counts['skipped']} reused from an earlier call). "

@@ -8,8 +8,8 @@ plain data: copy one, change its overrides, and run it with :func:`metarep.exper
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Callable
 
 import numpy as np
 
@@ -35,12 +35,34 @@ class Scale:
     multitask_steps: int
 
 
-FULL = Scale(d=50, tasks=5000, steps=3000, steps_inf=20000, eval_every=10, eval_every_inf=50, eval_tasks=2000,
-             m_test=(5, 10, 20, 50, 100), widths=(2, 3, 5, 10, 25, 50, 100), relu_tasks=2000, relu_steps=1000,
-             multitask_steps=50)
-QUICK = Scale(d=20, tasks=1000, steps=300, steps_inf=3000, eval_every=10, eval_every_inf=25, eval_tasks=400,
-              m_test=(5, 10, 20, 50), widths=(2, 3, 5, 10, 20, 40), relu_tasks=500, relu_steps=200,
-              multitask_steps=40)
+FULL = Scale(
+    d=50,
+    tasks=5000,
+    steps=3000,
+    steps_inf=20000,
+    eval_every=10,
+    eval_every_inf=50,
+    eval_tasks=2000,
+    m_test=(5, 10, 20, 50, 100),
+    widths=(2, 3, 5, 10, 25, 50, 100),
+    relu_tasks=2000,
+    relu_steps=1000,
+    multitask_steps=50,
+)
+QUICK = Scale(
+    d=20,
+    tasks=1000,
+    steps=300,
+    steps_inf=3000,
+    eval_every=10,
+    eval_every_inf=25,
+    eval_tasks=400,
+    m_test=(5, 10, 20, 50),
+    widths=(2, 3, 5, 10, 20, 40),
+    relu_tasks=500,
+    relu_steps=200,
+    multitask_steps=40,
+)
 
 METHOD_ORDER = ("fo_anil", "anil", "fo_maml", "maml", "reptile", "multitask", "moments")
 
@@ -62,7 +84,7 @@ class Experiment:
     title: str
     claim: str
     series: Callable[[Scale], list[Series]]
-    present: Callable[..., "Presentation"]
+    present: Callable[..., Presentation]
 
 
 @dataclass
@@ -80,13 +102,26 @@ class Presentation:
 
 def paper(scale: Scale, *extra: str) -> tuple[str, ...]:
     """The paper's setting at this scale (width = d, Σ* ∝ diag(1..5), σ² = 4, m_in = 20)."""
-    return (f"task.d={scale.d}", f"model.width={scale.d}", f"data.tasks={scale.tasks}", f"run.steps={scale.steps}",
-            f"run.eval_every={scale.eval_every}", *extra)
+    return (
+        f"task.d={scale.d}",
+        f"model.width={scale.d}",
+        f"data.tasks={scale.tasks}",
+        f"run.steps={scale.steps}",
+        f"run.eval_every={scale.eval_every}",
+        *extra,
+    )
 
 
 def infinite(scale: Scale, *extra: str, steps: int | None = None) -> tuple[str, ...]:
-    return (f"task.d={scale.d}", f"model.width={scale.d}", "data.tasks=inf", 'run.dtype="float64"',
-            f"run.steps={steps or scale.steps_inf}", f"run.eval_every={scale.eval_every_inf}", *extra)
+    return (
+        f"task.d={scale.d}",
+        f"model.width={scale.d}",
+        "data.tasks=inf",
+        'run.dtype="float64"',
+        f"run.steps={steps or scale.steps_inf}",
+        f"run.eval_every={scale.eval_every_inf}",
+        *extra,
+    )
 
 
 def method_series(scale: Scale) -> list[Series]:
@@ -101,7 +136,7 @@ def method_series(scale: Scale) -> list[Series]:
     return out
 
 
-def sigma_diag(d_k: int = 5) -> "np.ndarray":
+def sigma_diag(d_k: int = 5) -> np.ndarray:
     return task_cov_diag(d_k, "linear").numpy()
 
 

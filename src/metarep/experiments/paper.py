@@ -81,8 +81,16 @@ def tidy(experiment: str, label: str, x_name: str, x, metric: str, mean, std, n:
     means, stds = np.atleast_1d(mean), np.atleast_1d(std)
     preds = np.atleast_1d(predicted) if predicted is not None else [None] * len(xs)
     return [
-        {"experiment": experiment, "label": label, x_name if x_name else "x": float(a), "metric": metric,
-         "mean": float(m), "std": float(s), "seeds": n, "predicted": "" if p is None else float(p)}
+        {
+            "experiment": experiment,
+            "label": label,
+            x_name if x_name else "x": float(a),
+            "metric": metric,
+            "mean": float(m),
+            "std": float(s),
+            "seeds": n,
+            "predicted": "" if p is None else float(p),
+        }
         for a, m, s, p in zip(xs, means, stds, preds)
     ]
 
@@ -93,9 +101,19 @@ def _rows_with_x(rows: list[dict]) -> list[dict]:
     for r in rows:
         r = dict(r)
         x_name = next(k for k in r if k not in ("experiment", "label", "metric", "mean", "std", "seeds", "predicted"))
-        out.append({"experiment": r["experiment"], "label": r["label"], "x_name": x_name, "x": r[x_name],
-                    "metric": r["metric"], "mean": r["mean"], "std": r["std"], "seeds": r["seeds"],
-                    "predicted": r["predicted"]})
+        out.append(
+            {
+                "experiment": r["experiment"],
+                "label": r["label"],
+                "x_name": x_name,
+                "x": r[x_name],
+                "metric": r["metric"],
+                "mean": r["mean"],
+                "std": r["std"],
+                "seeds": r["seeds"],
+                "predicted": r["predicted"],
+            }
+        )
     return out
 
 
@@ -113,8 +131,14 @@ def present_learning(res: dict, s: Scale) -> Presentation:
     for label, recs in res.items():
         mean, std = final_vec(recs, "signal_eigs")
         rel = np.abs(mean - pred) / pred
-        table.append([label, ", ".join(f"{m:.4g} ± {sd:.2g}" for m, sd in zip(mean, std)),
-                      ", ".join(f"{p:.4g}" for p in pred), f"{rel.max():.2e}"])
+        table.append(
+            [
+                label,
+                ", ".join(f"{m:.4g} ± {sd:.2g}" for m, sd in zip(mean, std)),
+                ", ".join(f"{p:.4g}" for p in pred),
+                f"{rel.max():.2e}",
+            ]
+        )
         for j in range(K):
             st, mu, sd = curve(recs, f"signal_eig_{j + 1}")
             rows += tidy("learning", label, "step", st, f"signal_eig_{j + 1}", mu, sd, len(recs), [pred[j]] * len(st))
@@ -136,10 +160,14 @@ def present_learning(res: dict, s: Scale) -> Presentation:
     inf_rel = float((np.abs(final_vec(res["infinite"], "signal_eigs")[0] - pred) / pred).max())
     fin_label = next(k for k in res if k.startswith("finite"))
     fin_rel = float((np.abs(final_vec(res[fin_label], "signal_eigs")[0] - pred) / pred).max())
-    md = md_table(["series", "measured signal eigenvalues (mean ± sd over seeds)", "predicted", "max rel. error"], table)
-    md += (f"\n\nInfinite tasks: the eigenvalues reach the predicted limit (max relative error {inf_rel:.1e}). "
-           f"Finite pool of {s.tasks} tasks: within {fin_rel:.0%}, the gap being the pool's own estimate of Σ* "
-           "and its noise, which the infinite-task theory does not model.")
+    md = md_table(
+        ["series", "measured signal eigenvalues (mean ± sd over seeds)", "predicted", "max rel. error"], table
+    )
+    md += (
+        f"\n\nInfinite tasks: the eigenvalues reach the predicted limit (max relative error {inf_rel:.1e}). "
+        f"Finite pool of {s.tasks} tasks: within {fin_rel:.0%}, the gap being the pool's own estimate of Σ* "
+        "and its noise, which the infinite-task theory does not model."
+    )
     return Presentation(draw, rows, md)
 
 
@@ -156,8 +184,9 @@ def unlearning_series(s: Scale) -> list[Series]:
         Series("infinite m_in=20", infinite(s)),
         Series("infinite m_in=1e9", infinite(s, f"data.m_in={HUGE_M_IN}")),
         Series(f"finite N={s.tasks}", paper(s), evaluate=True),  # the same runs as "learning" and "methods"
-        Series(f"multitask N={s.tasks}", paper(s, "method.name=multitask", f"run.steps={s.multitask_steps}"),
-               evaluate=True),
+        Series(
+            f"multitask N={s.tasks}", paper(s, "method.name=multitask", f"run.steps={s.multitask_steps}"), evaluate=True
+        ),
     ]
 
 
@@ -171,9 +200,16 @@ def present_unlearning(res: dict, s: Scale) -> Presentation:
         rows += tidy("unlearning", label, "step", st, "perp_rel", rel, rsd, len(recs))
         rate, rate_sd = final(recs, "perp_rate")
         p = preds.get(label)
-        table.append([label, fmt(final(recs, "perp_norm2")[0]), fmt(final(recs, "perp_rel")[0]),
-                      f"{rate:.4g} ± {rate_sd:.2g}", fmt(p) if p else "–",
-                      f"{rate / p - 1:+.1%}" if p else "–"])
+        table.append(
+            [
+                label,
+                fmt(final(recs, "perp_norm2")[0]),
+                fmt(final(recs, "perp_rel")[0]),
+                f"{rate:.4g} ± {rate_sd:.2g}",
+                fmt(p) if p else "–",
+                f"{rate / p - 1:+.1%}" if p else "–",
+            ]
+        )
 
     def draw(fig):
         ax1, ax2 = fig.subplots(1, 2)
@@ -195,10 +231,12 @@ def present_unlearning(res: dict, s: Scale) -> Presentation:
             ax.legend(fontsize=7)
 
     md = md_table(["series", "final ‖B⊥ᵀB‖₂²", "relative to signal", "t·‖B⊥ᵀB‖₂² (final)", "predicted C", "gap"], table)
-    md += ("\n\nIn the infinite regime the energy outside span(B*) decays like C/t with the predicted C; with "
-           "m_in = 1e9 (b ≈ 0) it stalls: nothing outside the learned rows is unlearned. A finite pool stalls at a "
-           "floor set by N (the theory's 1/t law is for infinitely many tasks), and multi-task learning keeps "
-           "its extra directions: its relative energy outside span(B*) stays far above FO-ANIL's.")
+    md += (
+        "\n\nIn the infinite regime the energy outside span(B*) decays like C/t with the predicted C; with "
+        "m_in = 1e9 (b ≈ 0) it stalls: nothing outside the learned rows is unlearned. A finite pool stalls at a "
+        "floor set by N (the theory's 1/t law is for infinitely many tasks), and multi-task learning keeps "
+        "its extra directions: its relative energy outside span(B*) stays far above FO-ANIL's."
+    )
     return Presentation(draw, rows, md)
 
 
@@ -210,9 +248,17 @@ def present_methods(res: dict, s: Scale) -> Presentation:
     rows, table = [], []
     for label, recs in res.items():
         eig = final_vec(recs, "signal_eigs")[0]
-        table.append([label, ", ".join(f"{x:.3g}" for x in eig), fmt(final(recs, "perp_norm2")[0]),
-                      fmt(final(recs, "perp_rel")[0]), fmt(final(recs, "subspace_sin")[0]),
-                      fmt(final(recs, "effective_rank")[0]), str(recs[0]["summary"]["steps"])])
+        table.append(
+            [
+                label,
+                ", ".join(f"{x:.3g}" for x in eig),
+                fmt(final(recs, "perp_norm2")[0]),
+                fmt(final(recs, "perp_rel")[0]),
+                fmt(final(recs, "subspace_sin")[0]),
+                fmt(final(recs, "effective_rank")[0]),
+                str(recs[0]["summary"]["steps"]),
+            ]
+        )
         for key in ("subspace_sin", "perp_rel"):
             st, mu, sd = curve(recs, key)
             rows += tidy("methods", label, "step", st, key, mu, sd, len(recs))
@@ -234,12 +280,14 @@ def present_methods(res: dict, s: Scale) -> Presentation:
             ax.legend(fontsize=7)
 
     md = md_table(["method", "signal eigenvalues", "‖B⊥ᵀB‖₂²", "relative", "subspace_sin", "eff. rank", "steps"], table)
-    md += (f"\n\nSame pool of {s.tasks} tasks, same seeds. FO-ANIL, ANIL, FO-MAML and MAML learn the same "
-           "subspace with the same signal eigenvalues (the infinite-task theory predicts the same limit for all "
-           "four at w = 0). Reptile runs 5 inner steps (with 1 it is joint training on the mean task, which is 0 "
-           "here). Multi-task learning fits one head per pool task; its B has another scale (Burer–Monteiro "
-           "balancing), so compare it through the scale-free columns. The method of moments is a one-shot "
-           "estimate of width k.")
+    md += (
+        f"\n\nSame pool of {s.tasks} tasks, same seeds. FO-ANIL, ANIL, FO-MAML and MAML learn the same "
+        "subspace with the same signal eigenvalues (the infinite-task theory predicts the same limit for all "
+        "four at w = 0). Reptile runs 5 inner steps (with 1 it is joint training on the mean task, which is 0 "
+        "here). Multi-task learning fits one head per pool task; its B has another scale (Burer–Monteiro "
+        "balancing), so compare it through the scale-free columns. The method of moments is a one-shot "
+        "estimate of width k."
+    )
     return Presentation(draw, rows, md)
 
 
@@ -289,12 +337,15 @@ def present_adaptation(res: dict, s: Scale) -> Presentation:
         ax.legend(fontsize=7, ncol=2)
 
     md = md_table(["estimator"] + [f"m={m}" for m in ms], table)
-    md += ("\n\nOne gradient step on the head (step α) from each meta-learned initialisation, on new tasks "
-           "(closed form for the linear model; mean ± sd over seeds). The baselines have no initialisation "
-           "made for one step (multi-task's B has another scale, the moments' B is orthonormal), so they adapt "
-           "by least squares on the top-k directions of their B (closed form given B; – where infinite). Oracle: least squares on B*; "
-           "scratch: least squares in R^d, min-norm below d (closed forms; – where the expectation is infinite, "
-           "m within one of the dimension).")
+    md += (
+        "\n\nOne gradient step on the head (step α) from each meta-learned initialisation, on new tasks "
+        "(closed form for the linear model; mean ± sd over seeds). The baselines have no initialisation "
+        "made for one step (multi-task's B has another scale, the moments' B is orthonormal), so they adapt "
+        "by least squares on the top-k directions of their B (closed form given B; – where infinite). "
+        "Oracle: least squares on B*; "
+        "scratch: least squares in R^d, min-norm below d (closed forms; – where the expectation is infinite, "
+        "m within one of the dimension)."
+    )
     return Presentation(draw, rows, md)
 
 
@@ -319,14 +370,29 @@ def present_width(res: dict, s: Scale) -> Presentation:
         eig = final_vec(recs, "signal_eigs")[0]
         pe = predicted_eigs(width=w)
         err = float(np.max(np.abs(eig - pe) / np.maximum(pe, 1e-12)))
-        for k, v in (("perp_norm2", final(recs, "perp_norm2")[0]), ("effective_rank", final(recs, "effective_rank")[0]),
-                     ("risk", r), ("risk_pred", rp), ("eig_err", err)):
+        for k, v in (
+            ("perp_norm2", final(recs, "perp_norm2")[0]),
+            ("effective_rank", final(recs, "effective_rank")[0]),
+            ("risk", r),
+            ("risk_pred", rp),
+            ("eig_err", err),
+        ):
             cols[k].append(v)
-        table.append([str(w), fmt(cols["perp_norm2"][-1]), fmt(cols["effective_rank"][-1]), fmt(r), fmt(rp),
-                      f"{err:.1e}"])
+        table.append(
+            [str(w), fmt(cols["perp_norm2"][-1]), fmt(cols["effective_rank"][-1]), fmt(r), fmt(rp), f"{err:.1e}"]
+        )
     for k in ("perp_norm2", "effective_rank", "risk"):
-        rows += tidy("width", k, "width", widths, k, cols[k], [0] * len(widths), len(next(iter(res.values()))),
-                     cols["risk_pred"] if k == "risk" else None)
+        rows += tidy(
+            "width",
+            k,
+            "width",
+            widths,
+            k,
+            cols[k],
+            [0] * len(widths),
+            len(next(iter(res.values()))),
+            cols["risk_pred"] if k == "risk" else None,
+        )
 
     def draw(fig):
         axes = fig.subplots(1, 3)
@@ -345,12 +411,15 @@ def present_width(res: dict, s: Scale) -> Presentation:
             ax.set_xticks(widths, [str(w) for w in widths])
             ax.minorticks_off()
 
-    md = md_table(["width k'", "‖B⊥ᵀB‖₂²", "eff. rank", "one-step risk (m=m_in)", "predicted", "signal eig. rel. error"],
-                  table)
-    md += ("\n\nInfinite tasks. Below k the run keeps the top-k' directions of Σ* (the underparametrized "
-           "prediction, §5.5) and pays for the missing ones in risk; from k' = k on, the risk reaches the same "
-           "limit whatever the width: the extra directions are unlearned (slowly, like 1/t, which is the "
-           "remaining ‖B⊥ᵀB‖₂² and the small excess over the prediction at the widest widths).")
+    md = md_table(
+        ["width k'", "‖B⊥ᵀB‖₂²", "eff. rank", "one-step risk (m=m_in)", "predicted", "signal eig. rel. error"], table
+    )
+    md += (
+        "\n\nInfinite tasks. Below k the run keeps the top-k' directions of Σ* (the underparametrized "
+        "prediction, §5.5) and pays for the missing ones in risk; from k' = k on, the risk reaches the same "
+        "limit whatever the width: the extra directions are unlearned (slowly, like 1/t, which is the "
+        "remaining ‖B⊥ᵀB‖₂² and the small excess over the prediction at the widest widths)."
+    )
     return Presentation(draw, rows, md)
 
 
@@ -362,8 +431,10 @@ ALPHAS = (0.05, 0.1, 0.2)
 
 
 def alpha_series(s: Scale) -> list[Series]:
-    return [Series(f"alpha {a}", (*infinite(s, steps=int(s.steps_inf * 0.1 / a)), f"method.alpha={a}"), evaluate=True)
-            for a in ALPHAS]
+    return [
+        Series(f"alpha {a}", (*infinite(s, steps=int(s.steps_inf * 0.1 / a)), f"method.alpha={a}"), evaluate=True)
+        for a in ALPHAS
+    ]
 
 
 def present_alpha(res: dict, s: Scale) -> Presentation:
@@ -400,8 +471,10 @@ def present_alpha(res: dict, s: Scale) -> Presentation:
         ax2.legend()
 
     md = md_table(["α", "α · signal eigenvalues", "one-step risk (m=m_in)", "steps"], table)
-    md += ("\n\nInfinite tasks, steps scaled like 1/α. α·B_∞B_∞ᵀ, hence the adapted predictor after one step "
-           "of size α, does not depend on α (§5.4); only the speed does.")
+    md += (
+        "\n\nInfinite tasks, steps scaled like 1/α. α·B_∞B_∞ᵀ, hence the adapted predictor after one step "
+        "of size α, does not depend on α (§5.4); only the speed does."
+    )
     return Presentation(draw, rows, md)
 
 
@@ -410,8 +483,13 @@ def present_alpha(res: dict, s: Scale) -> Presentation:
 
 
 def relu_series(s: Scale) -> list[Series]:
-    base = (f"task.d={s.d}", f"model.width={s.d}", f"data.tasks={s.relu_tasks}", f"run.steps={s.relu_steps}",
-            f"run.eval_every={max(1, s.relu_steps // 50)}")
+    base = (
+        f"task.d={s.d}",
+        f"model.width={s.d}",
+        f"data.tasks={s.relu_tasks}",
+        f"run.steps={s.relu_steps}",
+        f"run.eval_every={max(1, s.relu_steps // 50)}",
+    )
     return [Series(kind, (*base, f"model.kind={kind}"), evaluate=True) for kind in ("linear", "relu2", "relu3")]
 
 
@@ -452,38 +530,68 @@ def present_relu(res: dict, s: Scale) -> Presentation:
         ax2.legend(fontsize=7)
 
     md = md_table(["model", "span energy (start → end)"] + [f"risk m={m}" for m in ms], table)
-    md += (f"\n\nFO-ANIL on a pool of {s.relu_tasks} tasks with two- and three-layer ReLU networks "
-           "(wᵀrelu(Bᵀx), wᵀrelu(Cᵀrelu(Bᵀx))); the head adapts. No theory covers these; the measurement is "
-           "whether the first layer concentrates its energy in span(B*) (a random B has k/d of it) and what one "
-           "head step then buys on new tasks.")
+    md += (
+        f"\n\nFO-ANIL on a pool of {s.relu_tasks} tasks with two- and three-layer ReLU networks "
+        "(wᵀrelu(Bᵀx), wᵀrelu(Cᵀrelu(Bᵀx))); the head adapts. No theory covers these; the measurement is "
+        "whether the first layer concentrates its energy in span(B*) (a random B has k/d of it) and what one "
+        "head step then buys on new tasks."
+    )
     return Presentation(draw, rows, md)
 
 
 EXPERIMENTS: dict[str, Experiment] = {
     e.name: e
     for e in (
-        Experiment("learning", "Learning the shared representation",
-                   "The eigenvalues of B*ᵀBBᵀB* converge to γ_j/α (MATH.md §5.1), exponentially fast.",
-                   learning_series, present_learning),
-        Experiment("unlearning", "Unlearning the extra directions",
-                   "‖B⊥ᵀB_t‖₂² → 0 like C/t with C = m_in/(2α²β(tr Σ* + σ²)) (§5.2); nothing is unlearned when "
-                   "m_in = ∞; multi-task learning does not unlearn.",
-                   unlearning_series, present_unlearning),
-        Experiment("methods", "Every method on the paper's setting",
-                   "FO-ANIL, ANIL, FO-MAML and MAML learn the same representation; the baselines differ.",
-                   method_series, present_methods),
-        Experiment("adaptation", "Test-time adaptation",
-                   "One head step from FO-ANIL's initialisation comes close to the oracle and far below scratch (§5.6).",
-                   method_series, present_adaptation),
-        Experiment("width", "Width of the network",
-                   "Below k the top-k' directions of Σ* are kept (§5.5); from k on, overparametrization does not "
-                   "hurt: rank k and the same one-step risk (§5.3).",
-                   width_series, present_width),
-        Experiment("alpha", "α-invariance",
-                   "α·B_∞B_∞ᵀ, and so the adapted predictor, does not depend on α (§5.4).",
-                   alpha_series, present_alpha),
-        Experiment("relu", "ReLU networks",
-                   "FO-ANIL on two- and three-layer ReLU networks concentrates the first layer on span(B*).",
-                   relu_series, present_relu),
+        Experiment(
+            "learning",
+            "Learning the shared representation",
+            "The eigenvalues of B*ᵀBBᵀB* converge to γ_j/α (MATH.md §5.1), exponentially fast.",
+            learning_series,
+            present_learning,
+        ),
+        Experiment(
+            "unlearning",
+            "Unlearning the extra directions",
+            "‖B⊥ᵀB_t‖₂² → 0 like C/t with C = m_in/(2α²β(tr Σ* + σ²)) (§5.2); nothing is unlearned when "
+            "m_in = ∞; multi-task learning does not unlearn.",
+            unlearning_series,
+            present_unlearning,
+        ),
+        Experiment(
+            "methods",
+            "Every method on the paper's setting",
+            "FO-ANIL, ANIL, FO-MAML and MAML learn the same representation; the baselines differ.",
+            method_series,
+            present_methods,
+        ),
+        Experiment(
+            "adaptation",
+            "Test-time adaptation",
+            "One head step from FO-ANIL's initialisation comes close to the oracle and far below scratch (§5.6).",
+            method_series,
+            present_adaptation,
+        ),
+        Experiment(
+            "width",
+            "Width of the network",
+            "Below k the top-k' directions of Σ* are kept (§5.5); from k on, overparametrization does not "
+            "hurt: rank k and the same one-step risk (§5.3).",
+            width_series,
+            present_width,
+        ),
+        Experiment(
+            "alpha",
+            "α-invariance",
+            "α·B_∞B_∞ᵀ, and so the adapted predictor, does not depend on α (§5.4).",
+            alpha_series,
+            present_alpha,
+        ),
+        Experiment(
+            "relu",
+            "ReLU networks",
+            "FO-ANIL on two- and three-layer ReLU networks concentrates the first layer on span(B*).",
+            relu_series,
+            present_relu,
+        ),
     )
 }

@@ -40,7 +40,9 @@ class RunSpec:
 
     def key(self) -> str:
         cfg = self.config()
-        blob = json.dumps({"config": cfg.to_dict(), "m_test": self.m_test, "eval_tasks": self.eval_tasks}, sort_keys=True)
+        blob = json.dumps(
+            {"config": cfg.to_dict(), "m_test": self.m_test, "eval_tasks": self.eval_tasks}, sort_keys=True
+        )
         return f"{cfg.method.name}-{cfg.model.kind}-s{self.seed}-{hashlib.sha256(blob.encode()).hexdigest()[:10]}"
 
 
@@ -89,8 +91,13 @@ def run_all(specs: list[RunSpec], store: Path, jobs: int, progress: bool | None 
     if not todo:
         return counts
     store.mkdir(parents=True, exist_ok=True)
-    bar = tqdm(total=len(unique), initial=counts["skipped"], unit="run", desc="reproduce",
-               disable=(not progress) if progress is not None else None)
+    bar = tqdm(
+        total=len(unique),
+        initial=counts["skipped"],
+        unit="run",
+        desc="reproduce",
+        disable=(not progress) if progress is not None else None,
+    )
     threads = max(1, (os.cpu_count() or 1) // jobs)
     started = time.perf_counter()
     ctx = multiprocessing.get_context("spawn")

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import contextlib
-from typing import Iterator
+from collections.abc import Iterator
 
 import numpy as np
 import torch
@@ -41,13 +41,21 @@ def validate_meta_options(cfg, methods: tuple[str, ...]) -> None:
     """The options every few-shot benchmark shares: methods, outer loop, inner loop, evaluation."""
     import math
 
-    need(len(cfg.methods) > 0 and all(m in methods and m != "pretrain" for m in cfg.methods), "--methods",
-         "a comma-separated subset of fo_anil, anil, fo_maml, maml, reptile", ",".join(cfg.methods))
+    need(
+        len(cfg.methods) > 0 and all(m in methods and m != "pretrain" for m in cfg.methods),
+        "--methods",
+        "a comma-separated subset of fo_anil, anil, fo_maml, maml, reptile",
+        ",".join(cfg.methods),
+    )
     need(cfg.iterations >= 0, "--iterations", ">= 0", cfg.iterations)
     need(cfg.meta_batch >= 1, "--meta-batch", ">= 1", cfg.meta_batch)
     need(cfg.inner_lr > 0 and math.isfinite(cfg.inner_lr), "--inner-lr", "> 0", cfg.inner_lr)
     need(cfg.inner_steps >= 1, "--inner-steps", ">= 1", cfg.inner_steps)
     need(cfg.outer_lr > 0 and math.isfinite(cfg.outer_lr), "--outer-lr", "> 0", cfg.outer_lr)
-    need(len(cfg.eval_steps) > 0 and all(isinstance(s, int) and s >= 0 for s in cfg.eval_steps), "--steps",
-         "integers >= 0", cfg.eval_steps)
+    need(
+        len(cfg.eval_steps) > 0 and all(isinstance(s, int) and s >= 0 for s in cfg.eval_steps),
+        "--steps",
+        "integers >= 0",
+        cfg.eval_steps,
+    )
     need(cfg.test_tasks >= 2, "--test-tasks", ">= 2", cfg.test_tasks)

@@ -9,7 +9,6 @@ from __future__ import annotations
 import dataclasses
 import time
 from pathlib import Path
-from typing import Optional
 
 import typer
 
@@ -44,7 +43,7 @@ def _names(value: str) -> tuple[str, ...]:
     return tuple(v.strip() for v in value.split(",") if v.strip())
 
 
-def _out_dir(out: Optional[Path], default: str) -> Path:
+def _out_dir(out: Path | None, default: str) -> Path:
     from ..cli import _prepare_out
 
     return _prepare_out(out, Path("runs") / default)
@@ -68,32 +67,43 @@ QUICK = typer.Option(False, "--quick", help="Smoke test: 50 outer steps and 100 
 @fewshot_app.command()
 def sinusoid(
     shots: str = typer.Option("5,10", "--shots", help="K, support points per task; comma-separated for several."),
-    methods: str = typer.Option("fo_anil,anil,fo_maml,maml,reptile", "--methods", help=f"Comma-separated subset of {ALL_METHODS}."),
+    methods: str = typer.Option(
+        "fo_anil,anil,fo_maml,maml,reptile", "--methods", help=f"Comma-separated subset of {ALL_METHODS}."
+    ),
     steps: str = typer.Option("0,1,10", "--steps", help="Inner steps at test time to report, comma-separated."),
-    iterations: Optional[int] = typer.Option(None, "--iterations", help="Outer steps per method and K [default: 2000]."),
+    iterations: int | None = typer.Option(None, "--iterations", help="Outer steps per method and K [default: 2000]."),
     meta_batch: int = typer.Option(25, "--meta-batch", help="Tasks per outer step."),
     inner_lr: float = typer.Option(0.01, "--inner-lr", help="Inner step size α (training and test)."),
     inner_steps: int = typer.Option(1, "--inner-steps", help="Inner steps in training (not Reptile)."),
     reptile_inner_steps: int = typer.Option(5, "--reptile-inner-steps", help="Reptile's inner steps in training."),
     outer_lr: float = typer.Option(3e-3, "--outer-lr", help="Adam learning rate of the outer loop."),
-    test_tasks: Optional[int] = typer.Option(None, "--test-tasks", help="Test tasks [default: 600]."),
+    test_tasks: int | None = typer.Option(None, "--test-tasks", help="Test tasks [default: 600]."),
     test_queries: int = typer.Option(100, "--test-queries", help="Query points per test task."),
     hidden: int = typer.Option(40, "--hidden", help="Width of the two hidden ReLU layers."),
     seed: int = typer.Option(0, "--seed", help="One seed: initialisation, training and test tasks."),
-    out: Optional[Path] = typer.Option(None, "--out", help="Output folder [default: runs/fewshot-sinusoid]."),
+    out: Path | None = typer.Option(None, "--out", help="Output folder [default: runs/fewshot-sinusoid]."),
     quick: bool = QUICK,
     threads: int = THREADS,
-    progress: Optional[bool] = PROGRESS,
+    progress: bool | None = PROGRESS,
 ) -> None:
     """Sinusoid regression (MAML's benchmark): test MSE after 0/1/10 steps vs a pretrained baseline."""
     from .sinusoid import LABELS, SinusoidConfig, run_sinusoid, save_sinusoid
 
     cfg = _build(
-        SinusoidConfig, shots=_ints(shots, "--shots"), methods=_names(methods), eval_steps=_ints(steps, "--steps"),
-        iterations=iterations if iterations is not None else (50 if quick else None), meta_batch=meta_batch,
-        inner_lr=inner_lr, inner_steps=inner_steps, reptile_inner_steps=reptile_inner_steps, outer_lr=outer_lr,
-        test_tasks=test_tasks if test_tasks is not None else (100 if quick else None), test_queries=test_queries,
-        hidden=hidden, seed=seed,
+        SinusoidConfig,
+        shots=_ints(shots, "--shots"),
+        methods=_names(methods),
+        eval_steps=_ints(steps, "--steps"),
+        iterations=iterations if iterations is not None else (50 if quick else None),
+        meta_batch=meta_batch,
+        inner_lr=inner_lr,
+        inner_steps=inner_steps,
+        reptile_inner_steps=reptile_inner_steps,
+        outer_lr=outer_lr,
+        test_tasks=test_tasks if test_tasks is not None else (100 if quick else None),
+        test_queries=test_queries,
+        hidden=hidden,
+        seed=seed,
     )
     out_dir = _out_dir(out, "fewshot-sinusoid")
     t0 = time.perf_counter()
@@ -101,8 +111,10 @@ def sinusoid(
     save_sinusoid(result, out_dir)
     steps_ = sorted(set(cfg.eval_steps))
     for K in cfg.shots:
-        typer.echo(f"sinusoid K = {K}: test MSE over {cfg.test_tasks} tasks, mean ± 95% interval "
-                   f"({cfg.iterations} outer steps, α = {cfg.inner_lr})")
+        typer.echo(
+            f"sinusoid K = {K}: test MSE over {cfg.test_tasks} tasks, mean ± 95% interval "
+            f"({cfg.iterations} outer steps, α = {cfg.inner_lr})"
+        )
         typer.echo("  " + f"{'':20}" + "".join(f"{f'{s} step' + ('s' if s != 1 else ''):>26}" for s in steps_))
         for method in ("pretrain",) + cfg.methods:
             cells = []
@@ -115,20 +127,48 @@ def sinusoid(
                     cells.append(f"{r['mse']:.3f} ± {r['ci95']:.3f}{note}")
             typer.echo("  " + f"{LABELS[method]:20}" + "".join(f"{c:>26}" for c in cells))
     typer.echo("  (per task: median MSE and the count of diverged tasks are in results.csv)")
-    typer.echo(f"done in {time.perf_counter() - t0:.0f} s -> {out_dir} (results.json, results.csv, mse.png, "
-               + ", ".join(f"curves_K{K}.png" for K in cfg.shots) + ")")
+    typer.echo(
+        f"done in {time.perf_counter() - t0:.0f} s -> {out_dir} (results.json, results.csv, mse.png, "
+        + ", ".join(f"curves_K{K}.png" for K in cfg.shots)
+        + ")"
+    )
 
 
-def _fewshot_options(ways, shots, queries, methods, steps, iterations, meta_batch, inner_lr, inner_steps, outer_lr,
-                     test_tasks, channels, rotations, test_classes, seed, quick):
+def _fewshot_options(
+    ways,
+    shots,
+    queries,
+    methods,
+    steps,
+    iterations,
+    meta_batch,
+    inner_lr,
+    inner_steps,
+    outer_lr,
+    test_tasks,
+    channels,
+    rotations,
+    test_classes,
+    seed,
+    quick,
+):
     from .digits import FewShotConfig
 
     kw = dict(
-        ways=ways, shots=shots, queries=queries, methods=_names(methods), eval_steps=_ints(steps, "--steps"),
-        iterations=iterations if iterations is not None else (50 if quick else None), meta_batch=meta_batch,
-        inner_lr=inner_lr, inner_steps=inner_steps, outer_lr=outer_lr,
-        test_tasks=test_tasks if test_tasks is not None else (100 if quick else None), channels=channels,
-        rotations=rotations, seed=seed,
+        ways=ways,
+        shots=shots,
+        queries=queries,
+        methods=_names(methods),
+        eval_steps=_ints(steps, "--steps"),
+        iterations=iterations if iterations is not None else (50 if quick else None),
+        meta_batch=meta_batch,
+        inner_lr=inner_lr,
+        inner_steps=inner_steps,
+        outer_lr=outer_lr,
+        test_tasks=test_tasks if test_tasks is not None else (100 if quick else None),
+        channels=channels,
+        rotations=rotations,
+        seed=seed,
     )
     if test_classes is not None:
         kw["test_classes"] = _names(test_classes)
@@ -139,9 +179,11 @@ def _print_fewshot(result, out_dir: Path, elapsed: float) -> None:
     from .digits import LABELS
 
     cfg = result.config
-    typer.echo(f"{result.dataset}: {cfg.ways}-way {cfg.shots}-shot, {len(result.train_classes)} meta-train / "
-               f"{len(result.test_classes)} meta-test classes, accuracy over {cfg.test_tasks} test episodes "
-               f"(mean ± 95% interval)")
+    typer.echo(
+        f"{result.dataset}: {cfg.ways}-way {cfg.shots}-shot, {len(result.train_classes)} meta-train / "
+        f"{len(result.test_classes)} meta-test classes, accuracy over {cfg.test_tasks} test episodes "
+        f"(mean ± 95% interval)"
+    )
     steps_ = sorted(set(cfg.eval_steps))
     typer.echo("  " + f"{'':18}" + "".join(f"{f'{s} step' + ('s' if s != 1 else ''):>26}" for s in steps_))
     for method in ("pretrain",) + cfg.methods:
@@ -171,22 +213,53 @@ SEED = typer.Option(0, "--seed", help="One seed: class split, initialisation, tr
 
 @fewshot_app.command()
 def digits(
-    ways: int = WAYS, shots: int = SHOTS, queries: int = QUERIES, methods: str = METHODS, steps: str = STEPS,
-    iterations: Optional[int] = ITERATIONS, meta_batch: int = META_BATCH, inner_lr: float = INNER_LR,
-    inner_steps: int = INNER_STEPS, outer_lr: float = OUTER_LR, test_tasks: Optional[int] = TEST_TASKS,
+    ways: int = WAYS,
+    shots: int = SHOTS,
+    queries: int = QUERIES,
+    methods: str = METHODS,
+    steps: str = STEPS,
+    iterations: int | None = ITERATIONS,
+    meta_batch: int = META_BATCH,
+    inner_lr: float = INNER_LR,
+    inner_steps: int = INNER_STEPS,
+    outer_lr: float = OUTER_LR,
+    test_tasks: int | None = TEST_TASKS,
     channels: int = CHANNELS,
-    rotations: int = typer.Option(4, "--rotations", help="Each 90° rotation of a digit is a class (1 = none, up to 4)."),
-    test_digits: str = typer.Option("5,6,7,8,9", "--test-digits", help="Digits held out for meta-test (with their rotations)."),
+    rotations: int = typer.Option(
+        4, "--rotations", help="Each 90° rotation of a digit is a class (1 = none, up to 4)."
+    ),
+    test_digits: str = typer.Option(
+        "5,6,7,8,9", "--test-digits", help="Digits held out for meta-test (with their rotations)."
+    ),
     seed: int = SEED,
-    out: Optional[Path] = typer.Option(None, "--out", help="Output folder [default: runs/fewshot-digits]."),
-    quick: bool = QUICK, threads: int = THREADS, progress: Optional[bool] = PROGRESS,
+    out: Path | None = typer.Option(None, "--out", help="Output folder [default: runs/fewshot-digits]."),
+    quick: bool = QUICK,
+    threads: int = THREADS,
+    progress: bool | None = PROGRESS,
 ) -> None:
-    """N-way K-shot classification of scikit-learn's 8x8 digits on unseen classes: FO-ANIL and ANIL vs no meta-learning."""
+    """N-way K-shot classification of scikit-learn's 8x8 digits on unseen classes: FO-ANIL and ANIL vs
+    no meta-learning."""
     from .digits import run_fewshot, save_fewshot, split_by_class
     from .images import load_digits
 
-    cfg = _fewshot_options(ways, shots, queries, methods, steps, iterations, meta_batch, inner_lr, inner_steps,
-                           outer_lr, test_tasks, channels, rotations, test_digits, seed, quick)
+    cfg = _fewshot_options(
+        ways,
+        shots,
+        queries,
+        methods,
+        steps,
+        iterations,
+        meta_batch,
+        inner_lr,
+        inner_steps,
+        outer_lr,
+        test_tasks,
+        channels,
+        rotations,
+        test_digits,
+        seed,
+        quick,
+    )
     try:
         train, test = split_by_class(load_digits(), cfg.test_classes, cfg.rotations)
         _check_ways(cfg, train.num_classes, test.num_classes)
@@ -201,24 +274,40 @@ def digits(
 
 def _check_ways(cfg, n_train: int, n_test: int) -> None:
     if cfg.ways > min(n_train, n_test):
-        raise ValueError(f"--ways: must be at most the number of meta-train ({n_train}) and meta-test ({n_test}) classes, "
-                         f"got {cfg.ways}")
+        raise ValueError(
+            f"--ways: must be at most the number of meta-train ({n_train}) and meta-test ({n_test}) classes, "
+            f"got {cfg.ways}"
+        )
 
 
 @fewshot_app.command()
 def images(
     root: Path = typer.Argument(..., help="Folder of images, one sub-folder per class (Omniglot layout works as is)."),
     size: int = typer.Option(28, "--size", help="Images are made grayscale and resized to SIZE x SIZE."),
-    invert: bool = typer.Option(False, "--invert/--no-invert", help="Use 1 - pixel (for dark strokes on white, as in Omniglot)."),
+    invert: bool = typer.Option(
+        False, "--invert/--no-invert", help="Use 1 - pixel (for dark strokes on white, as in Omniglot)."
+    ),
     test_fraction: float = typer.Option(0.3, "--test-fraction", help="Fraction of the classes held out for meta-test."),
-    ways: int = WAYS, shots: int = SHOTS, queries: int = QUERIES, methods: str = METHODS, steps: str = STEPS,
-    iterations: Optional[int] = ITERATIONS, meta_batch: int = META_BATCH, inner_lr: float = INNER_LR,
-    inner_steps: int = INNER_STEPS, outer_lr: float = OUTER_LR, test_tasks: Optional[int] = TEST_TASKS,
+    ways: int = WAYS,
+    shots: int = SHOTS,
+    queries: int = QUERIES,
+    methods: str = METHODS,
+    steps: str = STEPS,
+    iterations: int | None = ITERATIONS,
+    meta_batch: int = META_BATCH,
+    inner_lr: float = INNER_LR,
+    inner_steps: int = INNER_STEPS,
+    outer_lr: float = OUTER_LR,
+    test_tasks: int | None = TEST_TASKS,
     channels: int = CHANNELS,
-    rotations: int = typer.Option(1, "--rotations", help="Each 90° rotation of a class is a new class (1 = none, up to 4)."),
+    rotations: int = typer.Option(
+        1, "--rotations", help="Each 90° rotation of a class is a new class (1 = none, up to 4)."
+    ),
     seed: int = SEED,
-    out: Optional[Path] = typer.Option(None, "--out", help="Output folder [default: runs/fewshot-images]."),
-    quick: bool = QUICK, threads: int = THREADS, progress: Optional[bool] = PROGRESS,
+    out: Path | None = typer.Option(None, "--out", help="Output folder [default: runs/fewshot-images]."),
+    quick: bool = QUICK,
+    threads: int = THREADS,
+    progress: bool | None = PROGRESS,
 ) -> None:
     """The digits experiment on your own images: classes split at random into meta-train and meta-test."""
     import torch
@@ -226,8 +315,24 @@ def images(
     from .digits import _seeds, run_fewshot, save_fewshot
     from .images import load_image_folder, rotate_classes
 
-    cfg = _fewshot_options(ways, shots, queries, methods, steps, iterations, meta_batch, inner_lr, inner_steps,
-                           outer_lr, test_tasks, channels, rotations, None, seed, quick)
+    cfg = _fewshot_options(
+        ways,
+        shots,
+        queries,
+        methods,
+        steps,
+        iterations,
+        meta_batch,
+        inner_lr,
+        inner_steps,
+        outer_lr,
+        test_tasks,
+        channels,
+        rotations,
+        None,
+        seed,
+        quick,
+    )
     if not 0 < test_fraction < 1:
         _fail(f"--test-fraction: must be between 0 and 1 (exclusive), got {test_fraction}")
     if size < 4:
@@ -235,8 +340,10 @@ def images(
     try:
         data = load_image_folder(root, size, invert=invert, min_images=cfg.shots + cfg.queries)
         if data.num_classes < 4:
-            raise ValueError(f"image folder: {data.num_classes} classes with at least {cfg.shots + cfg.queries} "
-                             f"images (--shots + --queries) under {root}; at least 4 are needed")
+            raise ValueError(
+                f"image folder: {data.num_classes} classes with at least {cfg.shots + cfg.queries} "
+                f"images (--shots + --queries) under {root}; at least 4 are needed"
+            )
         perm = torch.randperm(data.num_classes, generator=torch.Generator().manual_seed(_seeds(cfg.seed)["split"]))
         n_test = min(max(1, round(test_fraction * data.num_classes)), data.num_classes - 1)
         test_ids, train_ids = sorted(perm[:n_test].tolist()), sorted(perm[n_test:].tolist())
@@ -248,7 +355,8 @@ def images(
     cfg = dataclasses.replace(cfg, test_classes=tuple(data.class_names[i] for i in test_ids))
     out_dir = _out_dir(out, "fewshot-images")
     t0 = time.perf_counter()
-    result = run_fewshot(train, test, cfg, progress=progress, dataset=f"image folder {root} ({size}x{size})",
-                         threads=threads)
+    result = run_fewshot(
+        train, test, cfg, progress=progress, dataset=f"image folder {root} ({size}x{size})", threads=threads
+    )
     save_fewshot(result, out_dir, "images")
     _print_fewshot(result, out_dir, time.perf_counter() - t0)

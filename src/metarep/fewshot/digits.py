@@ -16,7 +16,6 @@ meta-training.
 
 from __future__ import annotations
 
-import math
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -28,12 +27,13 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from ..learner import METHODS, MetaLearner, mean_ci, tune_inner_lr
-from ._util import need, validate_meta_options, spawn_seeds, torch_threads
+from ._util import need, spawn_seeds, torch_threads, validate_meta_options
 from .images import ClassImages, EpisodeSampler, load_digits, rotate_classes
 
 
-def conv_net(ways: int, in_channels: int = 1, image_size: int | tuple[int, int] = 8, channels: int = 32,
-             seed: int | None = None) -> tuple[nn.Sequential, nn.Linear]:
+def conv_net(
+    ways: int, in_channels: int = 1, image_size: int | tuple[int, int] = 8, channels: int = 32, seed: int | None = None
+) -> tuple[nn.Sequential, nn.Linear]:
     """Small CNN: blocks of ``conv3×3(channels) → ReLU → maxpool2`` until the side is below 4, then a linear head.
 
     Two blocks for 8×8 digits (features of size ``channels · 2 · 2``), three for 28×28. No batch
@@ -84,7 +84,7 @@ class FewShotConfig:
 @dataclass
 class FewShotResult:
     config: FewShotConfig
-    rows: list[dict]                      # tidy: method, steps, accuracy, ci95, loss
+    rows: list[dict]  # tidy: method, steps, accuracy, ci95, loss
     train_classes: tuple[str, ...]
     test_classes: tuple[str, ...]
     history: dict[str, list[float]] = field(default_factory=dict)
@@ -114,8 +114,9 @@ def split_by_class(data: ClassImages, test_classes: tuple[str, ...], rotations: 
     return rot(train_ids), rot(test_ids)
 
 
-def pretrain_classifier(features: nn.Module, data: ClassImages, cfg: FewShotConfig, generator: torch.Generator,
-                        progress: bool | None = None) -> list[float]:
+def pretrain_classifier(
+    features: nn.Module, data: ClassImages, cfg: FewShotConfig, generator: torch.Generator, progress: bool | None = None
+) -> list[float]:
     """The baseline: ``features`` + a linear head trained as a classifier of all of ``data``'s classes.
 
     Same number of steps as the meta-learners, ``meta_batch · ways · (shots + queries)`` images a step.
@@ -126,7 +127,9 @@ def pretrain_classifier(features: nn.Module, data: ClassImages, cfg: FewShotConf
     opt = torch.optim.Adam(list(features.parameters()) + list(head.parameters()), lr=cfg.outer_lr)
     batch = min(cfg.meta_batch * cfg.ways * (cfg.shots + cfg.queries), len(data.labels))
     losses = []
-    for _ in tqdm(range(cfg.iterations), disable=None if progress is None else not progress, desc="pretrain", leave=False):
+    for _ in tqdm(
+        range(cfg.iterations), disable=None if progress is None else not progress, desc="pretrain", leave=False
+    ):
         idx = torch.randint(len(data.labels), (batch,), generator=generator)
         loss = F.cross_entropy(head(features(data.images[idx])), data.labels[idx])
         opt.zero_grad(set_to_none=True)
@@ -136,15 +139,24 @@ def pretrain_classifier(features: nn.Module, data: ClassImages, cfg: FewShotConf
     return losses
 
 
-def run_fewshot(train: ClassImages, test: ClassImages, cfg: FewShotConfig, *, progress: bool | None = None,
-                dataset: str = "", threads: int | None = 1) -> FewShotResult:
+def run_fewshot(
+    train: ClassImages,
+    test: ClassImages,
+    cfg: FewShotConfig,
+    *,
+    progress: bool | None = None,
+    dataset: str = "",
+    threads: int | None = 1,
+) -> FewShotResult:
     """Meta-train each method on episodes of ``train``'s classes, the baseline as a classifier of them,
     and score all on the same ``cfg.test_tasks`` episodes of ``test``'s classes."""
     with torch_threads(threads):
         return _run_fewshot(train, test, cfg, progress, dataset)
 
 
-def _run_fewshot(train: ClassImages, test: ClassImages, cfg: FewShotConfig, progress: bool | None, dataset: str) -> FewShotResult:
+def _run_fewshot(
+    train: ClassImages, test: ClassImages, cfg: FewShotConfig, progress: bool | None, dataset: str
+) -> FewShotResult:
     cfg.validate()
     seeds = _seeds(cfg.seed)
     gen = lambda s: torch.Generator().manual_seed(s)  # noqa: E731
@@ -158,8 +170,16 @@ def _run_fewshot(train: ClassImages, test: ClassImages, cfg: FewShotConfig, prog
             lr = (lrs or {}).get(s, cfg.inner_lr)
             res = learner.set_params(inner_lr=lr).evaluate(test_batch, steps=(s,))[s]
             m, h = mean_ci(res["accuracy"])
-            rows.append({"method": name, "steps": s, "inner_lr": lr, "accuracy": m, "ci95": h,
-                         "loss": float(res["loss"].mean())})
+            rows.append(
+                {
+                    "method": name,
+                    "steps": s,
+                    "inner_lr": lr,
+                    "accuracy": m,
+                    "ci95": h,
+                    "loss": float(res["loss"].mean()),
+                }
+            )
 
     # the no-meta-learning baseline: a classifier of the meta-train classes, then a new zero head per episode
     features, _ = conv_net(cfg.ways, channels_in, size, cfg.channels, seed=seeds["init"])
@@ -170,16 +190,30 @@ def _run_fewshot(train: ClassImages, test: ClassImages, cfg: FewShotConfig, prog
         width = features(train.images[:1]).shape[-1]
     head = nn.Linear(width, cfg.ways)
     nn.init.zeros_(head.weight), nn.init.zeros_(head.bias)
-    baseline = MetaLearner(features, head, method="pretrain", inner_lr=cfg.inner_lr, inner_steps=cfg.inner_steps,
-                           loss="cross_entropy", adapt_params=["head"])
+    baseline = MetaLearner(
+        features,
+        head,
+        method="pretrain",
+        inner_lr=cfg.inner_lr,
+        inner_steps=cfg.inner_steps,
+        loss="cross_entropy",
+        adapt_params=["head"],
+    )
     # its best test-time step size, chosen on episodes of the meta-train classes
     val = EpisodeSampler(train, cfg.ways, cfg.shots, cfg.queries, gen(seeds["split"])).sample(min(cfg.test_tasks, 200))
     score("pretrain", baseline, tune_inner_lr(baseline, val, BASELINE_LR_GRID, cfg.eval_steps))
 
     for method in cfg.methods:
         features, head = conv_net(cfg.ways, channels_in, size, cfg.channels, seed=seeds["init"])
-        learner = MetaLearner(features, head, method=method, inner_lr=cfg.inner_lr, inner_steps=cfg.inner_steps,
-                              outer_lr=cfg.outer_lr, loss="cross_entropy")
+        learner = MetaLearner(
+            features,
+            head,
+            method=method,
+            inner_lr=cfg.inner_lr,
+            inner_steps=cfg.inner_steps,
+            outer_lr=cfg.outer_lr,
+            loss="cross_entropy",
+        )
         source = EpisodeSampler(train, cfg.ways, cfg.shots, cfg.queries, gen(seeds["train"])).batches(cfg.meta_batch)
         t0 = time.perf_counter()
         learner.fit(source, iterations=cfg.iterations, progress=progress)
@@ -196,8 +230,14 @@ def run_digits(cfg: FewShotConfig, *, progress: bool | None = None, threads: int
     return run_fewshot(train, test, cfg, progress=progress, dataset="sklearn digits 8x8", threads=threads)
 
 
-LABELS = {"pretrain": "no meta-learning", "fo_anil": "FO-ANIL", "anil": "ANIL", "fo_maml": "FO-MAML", "maml": "MAML",
-          "reptile": "Reptile"}
+LABELS = {
+    "pretrain": "no meta-learning",
+    "fo_anil": "FO-ANIL",
+    "anil": "ANIL",
+    "fo_maml": "FO-MAML",
+    "maml": "MAML",
+    "reptile": "Reptile",
+}
 
 
 def plot_fewshot(result: FewShotResult, path: str | Path, test_images: ClassImages | None = None) -> None:
@@ -210,8 +250,13 @@ def plot_fewshot(result: FewShotResult, path: str | Path, test_images: ClassImag
             continue
         w = max(1, len(losses) // 50)
         smooth = np.convolve(losses, np.ones(w) / w, mode="valid")
-        ax1.plot(np.arange(len(smooth)) + w, smooth, color="k" if name == "pretrain" else f"C{i}",
-                 ls="--" if name == "pretrain" else "-", label=LABELS.get(name, name))
+        ax1.plot(
+            np.arange(len(smooth)) + w,
+            smooth,
+            color="k" if name == "pretrain" else f"C{i}",
+            ls="--" if name == "pretrain" else "-",
+            label=LABELS.get(name, name),
+        )
     ax1.set_xlabel("outer step")
     ax1.set_ylabel("training loss (query, after adaptation)")
     ax1.set_title("training (baseline: its classification loss)")
@@ -222,8 +267,15 @@ def plot_fewshot(result: FewShotResult, path: str | Path, test_images: ClassImag
     for j, s in enumerate(steps):
         rs = [next(r for r in result.rows if r["method"] == n and r["steps"] == s) for n in names]
         xs = np.arange(len(names)) + (j - (len(steps) - 1) / 2) * width
-        ax2.bar(xs, [r["accuracy"] for r in rs], width, yerr=[r["ci95"] for r in rs], capsize=4,
-                label=f"{s} step{'s' if s != 1 else ''}", color=plt.cm.viridis(0.2 + 0.6 * j / max(len(steps) - 1, 1)))
+        ax2.bar(
+            xs,
+            [r["accuracy"] for r in rs],
+            width,
+            yerr=[r["ci95"] for r in rs],
+            capsize=4,
+            label=f"{s} step{'s' if s != 1 else ''}",
+            color=plt.cm.viridis(0.2 + 0.6 * j / max(len(steps) - 1, 1)),
+        )
         for x, r in zip(xs, rs):
             ax2.text(x, r["accuracy"] + r["ci95"] + 0.01, f"{100 * r['accuracy']:.1f}", ha="center", fontsize=8)
     ax2.axhline(1 / result.config.ways, color="gray", ls=":", lw=1, label="chance")
@@ -232,8 +284,10 @@ def plot_fewshot(result: FewShotResult, path: str | Path, test_images: ClassImag
     ax2.set_ylabel(f"accuracy on {result.config.test_tasks} test episodes (95% interval)")
     ax2.set_title(f"{result.config.ways}-way {result.config.shots}-shot, unseen classes")
     ax2.legend(fontsize=8, loc="upper center", ncol=4)
-    fig.suptitle(f"{result.dataset}: {len(result.train_classes)} meta-train / {len(result.test_classes)} meta-test classes",
-                 fontsize=10)
+    fig.suptitle(
+        f"{result.dataset}: {len(result.train_classes)} meta-train / {len(result.test_classes)} meta-test classes",
+        fontsize=10,
+    )
     save_figure(fig, path)
 
 
@@ -244,9 +298,19 @@ def save_fewshot(result: FewShotResult, out_dir: str | Path, benchmark: str = "d
     out = Path(out_dir)
     write_csv(out / "results.csv", result.rows)
     plot_fewshot(result, out / "accuracy.png")
-    write_json(out / "results.json", {
-        "benchmark": benchmark, "dataset": result.dataset, "config": asdict(result.config), "seeds": result.seeds,
-        "train_classes": list(result.train_classes), "test_classes": list(result.test_classes),
-        "results": result.rows, "train_seconds": result.train_seconds, "versions": versions(), "git_commit": git_commit(),
-    })
+    write_json(
+        out / "results.json",
+        {
+            "benchmark": benchmark,
+            "dataset": result.dataset,
+            "config": asdict(result.config),
+            "seeds": result.seeds,
+            "train_classes": list(result.train_classes),
+            "test_classes": list(result.test_classes),
+            "results": result.rows,
+            "train_seconds": result.train_seconds,
+            "versions": versions(),
+            "git_commit": git_commit(),
+        },
+    )
     return [out / "results.json", out / "results.csv", out / "accuracy.png"]

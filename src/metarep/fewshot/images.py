@@ -9,9 +9,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator, Sequence
 
 import numpy as np
 import torch
@@ -41,7 +41,7 @@ class ClassImages:
         """Images per class, ``(num_classes,)``."""
         return torch.bincount(self.labels, minlength=self.num_classes)
 
-    def subset(self, classes: Sequence[int]) -> "ClassImages":
+    def subset(self, classes: Sequence[int]) -> ClassImages:
         """The images of ``classes`` only, relabelled ``0..len(classes)-1`` in the given order."""
         classes = [int(c) for c in classes]
         remap = torch.full((self.num_classes,), -1, dtype=torch.long)
@@ -99,13 +99,20 @@ def load_image_folder(
         raise ValueError(f"size: must be >= 1, got {size!r}")
     by_class: dict[str, list[Path]] = {}
     for p in sorted(root.rglob("*")):
-        if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES and not any(part.startswith(".") for part in p.relative_to(root).parts):
+        if (
+            p.is_file()
+            and p.suffix.lower() in IMAGE_SUFFIXES
+            and not any(part.startswith(".") for part in p.relative_to(root).parts)
+        ):
             by_class.setdefault(p.parent.relative_to(root).as_posix(), []).append(p)
     by_class = {c: ps for c, ps in by_class.items() if len(ps) >= max(min_images, 1)}
     if not by_class:
-        raise ValueError(f"image folder: no class folders with at least {max(min_images, 1)} images ({', '.join(IMAGE_SUFFIXES)}) under {root}")
+        raise ValueError(
+            f"image folder: no class folders with at least {max(min_images, 1)} images "
+            f"({', '.join(IMAGE_SUFFIXES)}) under {root}"
+        )
     images, labels = [], []
-    for label, (name, paths) in enumerate(sorted(by_class.items())):
+    for label, (_name, paths) in enumerate(sorted(by_class.items())):
         for p in paths:
             try:
                 with Image.open(p) as im:
@@ -150,15 +157,17 @@ class EpisodeSampler:
 
     def sample(self, num_tasks: int) -> TaskBatch:
         g, C, n = self.generator, self.data.num_classes, self.shots + self.queries
-        classes = torch.rand(num_tasks, C, generator=g).argsort(1)[:, : self.ways]            # (T, ways)
+        classes = torch.rand(num_tasks, C, generator=g).argsort(1)[:, : self.ways]  # (T, ways)
         keys = torch.rand(num_tasks, self.ways, self._table.shape[1], generator=g)
-        keys = keys.masked_fill(~self._valid[classes], 2.0)                                    # padding last
-        pick = keys.argsort(-1)[..., :n]                                                       # (T, ways, n)
+        keys = keys.masked_fill(~self._valid[classes], 2.0)  # padding last
+        pick = keys.argsort(-1)[..., :n]  # (T, ways, n)
         idx = torch.gather(self._table[classes], 2, pick)
-        X = self.data.images[idx]                                                              # (T, ways, n, C, H, W)
+        X = self.data.images[idx]  # (T, ways, n, C, H, W)
         y = torch.arange(self.ways).view(1, -1, 1).expand(num_tasks, self.ways, n)
         split = lambda t, a, b: t[:, :, a:b].reshape(num_tasks, self.ways * (b - a), *t.shape[3:])  # noqa: E731
-        return TaskBatch(split(X, 0, self.shots), split(y, 0, self.shots), split(X, self.shots, n), split(y, self.shots, n))
+        return TaskBatch(
+            split(X, 0, self.shots), split(y, 0, self.shots), split(X, self.shots, n), split(y, self.shots, n)
+        )
 
     def batches(self, meta_batch: int) -> Iterator[TaskBatch]:
         """An endless stream of batches of ``meta_batch`` episodes."""

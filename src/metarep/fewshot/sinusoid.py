@@ -14,9 +14,9 @@ from __future__ import annotations
 
 import math
 import time
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Iterator
 
 import numpy as np
 import torch
@@ -24,7 +24,7 @@ from torch import nn
 
 from ..learner import METHODS, MetaLearner, mean_ci, tune_inner_lr
 from ..tasks import TaskBatch
-from ._util import need, validate_meta_options, spawn_seeds, torch_threads
+from ._util import need, spawn_seeds, torch_threads, validate_meta_options
 
 
 @dataclass(frozen=True)
@@ -38,7 +38,9 @@ class SinusoidTasks:
     phase: tuple[float, float] = (0.0, math.pi)
     x_range: tuple[float, float] = (-5.0, 5.0)
 
-    def sample_tasks(self, num_tasks: int, generator: torch.Generator, dtype=torch.float32) -> tuple[torch.Tensor, torch.Tensor]:
+    def sample_tasks(
+        self, num_tasks: int, generator: torch.Generator, dtype=torch.float32
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         """Amplitudes and phases of ``num_tasks`` new tasks, each ``(T,)``."""
         u = torch.rand(2, num_tasks, generator=generator, dtype=torch.float64)
         amp = self.amplitude[0] + (self.amplitude[1] - self.amplitude[0]) * u[0]
@@ -67,7 +69,9 @@ class SinusoidTasks:
         y = self.function(amp, phase, X)
         return TaskBatch(X[:, :shots], y[:, :shots], X[:, shots:], y[:, shots:]), amp, phase
 
-    def batches(self, meta_batch: int, shots: int, queries: int, generator: torch.Generator, dtype=torch.float32) -> Iterator[TaskBatch]:
+    def batches(
+        self, meta_batch: int, shots: int, queries: int, generator: torch.Generator, dtype=torch.float32
+    ) -> Iterator[TaskBatch]:
         """An endless stream of fresh batches of ``meta_batch`` tasks."""
         while True:
             yield self.sample(meta_batch, shots, queries, generator, dtype)[0]
@@ -105,7 +109,12 @@ class SinusoidConfig:
 
     def validate(self) -> None:
         validate_meta_options(self, METHODS)
-        need(len(self.shots) > 0 and all(isinstance(k, int) and k >= 1 for k in self.shots), "--shots", "integers >= 1", self.shots)
+        need(
+            len(self.shots) > 0 and all(isinstance(k, int) and k >= 1 for k in self.shots),
+            "--shots",
+            "integers >= 1",
+            self.shots,
+        )
         need(self.reptile_inner_steps >= 1, "--reptile-inner-steps", ">= 1", self.reptile_inner_steps)
         need(self.test_queries >= 1, "--test-queries", ">= 1", self.test_queries)
         need(self.hidden >= 1, "--hidden", ">= 1", self.hidden)
@@ -124,7 +133,7 @@ def _generator(seed: int) -> torch.Generator:
 class SinusoidResult:
     config: SinusoidConfig
     rows: list[dict]  # tidy: shots, method, steps, inner_lr, mse, ci95, median, diverged (mse None if any diverged)
-    curves: dict[int, dict]                       # shots -> plotting data
+    curves: dict[int, dict]  # shots -> plotting data
     train_seconds: dict[str, float] = field(default_factory=dict)
     seeds: dict[str, int] = field(default_factory=dict)
 
@@ -139,8 +148,9 @@ def make_learner(method: str, cfg: SinusoidConfig, init_seed: int) -> MetaLearne
 BASELINE_LR_GRID = (1e-4, 3e-4, 1e-3, 3e-3, 0.01, 0.03, 0.1, 0.3)
 
 
-def run_sinusoid(cfg: SinusoidConfig, *, progress: bool | None = None, plot_tasks: int = 3,
-                 threads: int | None = 1) -> SinusoidResult:
+def run_sinusoid(
+    cfg: SinusoidConfig, *, progress: bool | None = None, plot_tasks: int = 3, threads: int | None = 1
+) -> SinusoidResult:
     """Train every method (and the ``pretrain`` baseline) for each K; score them on the same test tasks.
 
     The meta-learners adapt with their training step size ``cfg.inner_lr``; the baseline gets, for
@@ -156,11 +166,15 @@ def run_sinusoid(cfg: SinusoidConfig, *, progress: bool | None = None, plot_task
             test, amp, phase = tasks.sample(cfg.test_tasks, K, cfg.test_queries, _generator(seeds["test"] + K))
             curves[K] = {"x": grid[:, 0].tolist(), "tasks": [], "pred": {}, "inner_lr": {}}
             for t in range(min(plot_tasks, cfg.test_tasks)):
-                curves[K]["tasks"].append({
-                    "amplitude": float(amp[t]), "phase": float(phase[t]),
-                    "x_support": test.X_in[t, :, 0].tolist(), "y_support": test.y_in[t].tolist(),
-                    "y_true": tasks.function(amp[t : t + 1], phase[t : t + 1], grid[None])[0].tolist(),
-                })
+                curves[K]["tasks"].append(
+                    {
+                        "amplitude": float(amp[t]),
+                        "phase": float(phase[t]),
+                        "x_support": test.X_in[t, :, 0].tolist(),
+                        "y_support": test.y_in[t].tolist(),
+                        "y_true": tasks.function(amp[t : t + 1], phase[t : t + 1], grid[None])[0].tolist(),
+                    }
+                )
             for method in ("pretrain",) + tuple(cfg.methods):
                 learner = make_learner(method, cfg, seeds["init"])
                 stream = tasks.batches(cfg.meta_batch, K, K, _generator(seeds["train"] + K))
@@ -176,20 +190,38 @@ def run_sinusoid(cfg: SinusoidConfig, *, progress: bool | None = None, plot_task
                     loss = res["loss"]
                     diverged = int((~torch.isfinite(loss)).sum())
                     m, h = mean_ci(loss) if not diverged else (None, None)  # the mean over all tasks is infinite
-                    rows.append({"shots": K, "method": method, "steps": s, "inner_lr": lrs[s], "mse": m, "ci95": h,
-                                 "median": float(loss.nan_to_num(math.inf).median()), "diverged": diverged})
+                    rows.append(
+                        {
+                            "shots": K,
+                            "method": method,
+                            "steps": s,
+                            "inner_lr": lrs[s],
+                            "mse": m,
+                            "ci95": h,
+                            "median": float(loss.nan_to_num(math.inf).median()),
+                            "diverged": diverged,
+                        }
+                    )
                 curves[K]["inner_lr"][method] = {s: lrs[s] for s in cfg.eval_steps}
                 preds = [{} for _ in curves[K]["tasks"]]
                 for s in cfg.eval_steps:
                     learner.set_params(inner_lr=lrs[s])
                     for t, pred in enumerate(preds):
-                        pred[s] = learner.predict(grid, learner.adapt(test.X_in[t], test.y_in[t], steps=s))[:, 0].tolist()
+                        pred[s] = learner.predict(grid, learner.adapt(test.X_in[t], test.y_in[t], steps=s))[
+                            :, 0
+                        ].tolist()
                 curves[K]["pred"][method] = preds
     return SinusoidResult(cfg, rows, curves, seconds, seeds)
 
 
-LABELS = {"pretrain": "pretrained baseline", "fo_anil": "FO-ANIL", "anil": "ANIL", "fo_maml": "FO-MAML",
-          "maml": "MAML", "reptile": "Reptile"}
+LABELS = {
+    "pretrain": "pretrained baseline",
+    "fo_anil": "FO-ANIL",
+    "anil": "ANIL",
+    "fo_maml": "FO-MAML",
+    "maml": "MAML",
+    "reptile": "Reptile",
+}
 
 
 def plot_curves(result: SinusoidResult, K: int, path: str | Path) -> None:
@@ -200,16 +232,23 @@ def plot_curves(result: SinusoidResult, K: int, path: str | Path) -> None:
     methods = list(data["pred"])
     steps = sorted(result.config.eval_steps)
     n_rows = len(data["tasks"])
-    fig, axes = plt.subplots(n_rows, len(methods), figsize=(3.1 * len(methods), 2.6 * n_rows), squeeze=False,
-                             sharex=True, sharey="row")
+    fig, axes = plt.subplots(
+        n_rows, len(methods), figsize=(3.1 * len(methods), 2.6 * n_rows), squeeze=False, sharex=True, sharey="row"
+    )
     colors = plt.cm.plasma(np.linspace(0.1, 0.8, len(steps)))
     for r, task in enumerate(data["tasks"]):
         for c, method in enumerate(methods):
             ax = axes[r][c]
             ax.plot(data["x"], task["y_true"], color="k", lw=2, label="true")
             for s, col in zip(steps, colors):
-                ax.plot(data["x"], data["pred"][method][r][s], color=col, lw=1.3, ls="--" if s == 0 else "-",
-                        label=f"{s} step{'s' if s != 1 else ''}")
+                ax.plot(
+                    data["x"],
+                    data["pred"][method][r][s],
+                    color=col,
+                    lw=1.3,
+                    ls="--" if s == 0 else "-",
+                    label=f"{s} step{'s' if s != 1 else ''}",
+                )
             ax.scatter(task["x_support"], task["y_support"], color="k", marker="^", s=22, zorder=5, label=f"{K} shots")
             if r == 0:
                 ax.set_title(LABELS.get(method, method))
@@ -217,8 +256,9 @@ def plot_curves(result: SinusoidResult, K: int, path: str | Path) -> None:
                 ax.set_ylabel(f"A={task['amplitude']:.2f}, φ={task['phase']:.2f}")
     handles, labels = axes[0][0].get_legend_handles_labels()
     fig.legend(handles, labels, loc="lower center", ncol=len(labels), fontsize=8, bbox_to_anchor=(0.5, -0.03))
-    fig.suptitle(f"Sinusoid regression, K = {K}: curves after 0 / 1 / 10 inner steps (α = {result.config.inner_lr})",
-                 fontsize=10)
+    fig.suptitle(
+        f"Sinusoid regression, K = {K}: curves after 0 / 1 / 10 inner steps (α = {result.config.inner_lr})", fontsize=10
+    )
     save_figure(fig, path)
 
 
@@ -230,16 +270,32 @@ def plot_mse(result: SinusoidResult, path: str | Path) -> None:
     fig, axes = plt.subplots(1, len(shots), figsize=(5.2 * len(shots), 3.8), squeeze=False)
     for ax, K in zip(axes[0], shots):
         for i, method in enumerate(result.curves[K]["pred"]):
-            rs = sorted((r for r in result.rows if r["shots"] == K and r["method"] == method and r["mse"] is not None),
-                        key=lambda r: r["steps"])
-            ax.errorbar([r["steps"] for r in rs], [r["mse"] for r in rs], yerr=[r["ci95"] for r in rs], marker="o",
-                        capsize=3, color="k" if method == "pretrain" else f"C{i}", ls="--" if method == "pretrain" else "-",
-                        label=LABELS.get(method, method))
+            rs = sorted(
+                (r for r in result.rows if r["shots"] == K and r["method"] == method and r["mse"] is not None),
+                key=lambda r: r["steps"],
+            )
+            ax.errorbar(
+                [r["steps"] for r in rs],
+                [r["mse"] for r in rs],
+                yerr=[r["ci95"] for r in rs],
+                marker="o",
+                capsize=3,
+                color="k" if method == "pretrain" else f"C{i}",
+                ls="--" if method == "pretrain" else "-",
+                label=LABELS.get(method, method),
+            )
             for r in result.rows:
                 if r["shots"] == K and r["method"] == method and r["mse"] is None:
-                    ax.annotate(f"{LABELS.get(method, method)}: diverged on {r['diverged']} tasks", (r["steps"], 1.0),
-                                xycoords=("data", "axes fraction"), xytext=(0, -12 * (i + 1)), textcoords="offset points",
-                                ha="right", fontsize=7, color="k" if method == "pretrain" else f"C{i}")
+                    ax.annotate(
+                        f"{LABELS.get(method, method)}: diverged on {r['diverged']} tasks",
+                        (r["steps"], 1.0),
+                        xycoords=("data", "axes fraction"),
+                        xytext=(0, -12 * (i + 1)),
+                        textcoords="offset points",
+                        ha="right",
+                        fontsize=7,
+                        color="k" if method == "pretrain" else f"C{i}",
+                    )
         ax.set_yscale("log")
         ax.set_xlabel("inner steps at test time")
         ax.set_ylabel("test MSE, mean (95% interval)")
@@ -259,8 +315,16 @@ def save_sinusoid(result: SinusoidResult, out_dir: str | Path) -> list[Path]:
     for K in result.config.shots:
         plot_curves(result, K, out / f"curves_K{K}.png")
         paths.append(out / f"curves_K{K}.png")
-    write_json(out / "results.json", {
-        "benchmark": "sinusoid", "config": asdict(result.config), "seeds": result.seeds, "results": result.rows,
-        "train_seconds": result.train_seconds, "versions": versions(), "git_commit": git_commit(),
-    })
+    write_json(
+        out / "results.json",
+        {
+            "benchmark": "sinusoid",
+            "config": asdict(result.config),
+            "seeds": result.seeds,
+            "results": result.rows,
+            "train_seconds": result.train_seconds,
+            "versions": versions(),
+            "git_commit": git_commit(),
+        },
+    )
     return [out / "results.json"] + paths

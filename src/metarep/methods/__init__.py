@@ -10,8 +10,9 @@ Baselines: ``multitask`` (shared ``B``, one head per task) and ``moments`` (one-
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable, NamedTuple
+from typing import NamedTuple
 
 import torch
 
@@ -62,8 +63,9 @@ def generic_linear_grad(name: str, alpha: float, inner_steps: int) -> GradFn:
             g = reptile_generic(linear_forward, p, batch, alpha=alpha, inner_steps=inner_steps)
         else:
             keys, first_order = GENERIC_SPEC[name]
-            g = meta_grad(linear_forward, p, batch, alpha=alpha, adapt_keys=keys, first_order=first_order,
-                          inner_steps=inner_steps)
+            g = meta_grad(
+                linear_forward, p, batch, alpha=alpha, adapt_keys=keys, first_order=first_order, inner_steps=inner_steps
+            )
         return LinearParams(g["B"], g["w"])
 
     return fn
@@ -76,8 +78,15 @@ def generic_model_grad(kind: str, name: str, alpha: float, inner_steps: int) -> 
 
     def fn(params: NamedTuple, batch: TaskBatch) -> NamedTuple:
         keys = params._fields if "B" in spec else spec  # MAML-type adapt every layer; ANIL-type the head
-        g = meta_grad(forward, params._asdict(), batch, alpha=alpha, adapt_keys=keys, first_order=first_order,
-                      inner_steps=inner_steps)
+        g = meta_grad(
+            forward,
+            params._asdict(),
+            batch,
+            alpha=alpha,
+            adapt_keys=keys,
+            first_order=first_order,
+            inner_steps=inner_steps,
+        )
         return type(params)(**g)
 
     return fn
@@ -109,8 +118,12 @@ def expected_grad_fn(name: str, alpha: float, inner_steps: int, m_in: int, tasks
 
     if inner_steps != 1:
         raise MethodError("method.inner_steps: the infinite-task regime is exact only for 1 inner step")
-    fns = {"fo_anil": fo_anil_expected_grad, "fo_maml": fo_maml_expected_grad,
-           "anil": second_order_expected_grad, "maml": second_order_expected_grad}
+    fns = {
+        "fo_anil": fo_anil_expected_grad,
+        "fo_maml": fo_maml_expected_grad,
+        "anil": second_order_expected_grad,
+        "maml": second_order_expected_grad,
+    }
     if name not in fns:
         raise MethodError(f"method.name: {name!r} has no infinite-task update; use data.tasks = N")
     fn = fns[name]

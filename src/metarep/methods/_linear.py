@@ -66,7 +66,12 @@ def cov_apply(X: torch.Tensor, a: torch.Tensor, Xt: torch.Tensor | None = None) 
 
 
 def adapt_head(
-    B: torch.Tensor, w: torch.Tensor, X: torch.Tensor, y: torch.Tensor, alpha: float, steps: int,
+    B: torch.Tensor,
+    w: torch.Tensor,
+    X: torch.Tensor,
+    y: torch.Tensor,
+    alpha: float,
+    steps: int,
     Xt: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """Inner loop on the head only: ``w ← w − α Bᵀ g_in`` repeated ``steps`` times.

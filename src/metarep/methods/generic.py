@@ -14,7 +14,7 @@ adaptation (second order) or is taken at the adapted point (first order):
 
 from __future__ import annotations
 
-from typing import Callable, Sequence
+from collections.abc import Callable, Sequence
 
 import torch
 from torch.func import grad, vmap
@@ -66,7 +66,9 @@ def meta_grad(
     def task_grad(p: Params, X_in, y_in, X_out, y_out) -> Params:
         if first_order:
             return grad(outer_loss)(adapt(forward, p, X_in, y_in, alpha, adapt_keys, inner_steps), X_out, y_out)
-        return grad(lambda q: outer_loss(adapt(forward, q, X_in, y_in, alpha, adapt_keys, inner_steps), X_out, y_out))(p)
+        return grad(lambda q: outer_loss(adapt(forward, q, X_in, y_in, alpha, adapt_keys, inner_steps), X_out, y_out))(
+            p
+        )
 
     per_task = vmap(task_grad, in_dims=(None, 0, 0, 0, 0))(params, batch.X_in, batch.y_in, batch.X_out, batch.y_out)
     return {k: v.mean(0) for k, v in per_task.items()}

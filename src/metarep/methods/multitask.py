@@ -60,8 +60,9 @@ def multitask_stepper(X: torch.Tensor, y: torch.Tensor, balance: float, optimize
     def lbfgs(params: MultitaskParams) -> MultitaskParams:
         if "opt" not in state:  # L-BFGS keeps its curvature history across steps
             state["p"] = [params.B.clone().requires_grad_(True), params.W.clone().requires_grad_(True)]
-            state["opt"] = torch.optim.LBFGS(state["p"], lr=1.0, max_iter=20, history_size=20,
-                                             line_search_fn="strong_wolfe")
+            state["opt"] = torch.optim.LBFGS(
+                state["p"], lr=1.0, max_iter=20, history_size=20, line_search_fn="strong_wolfe"
+            )
         B, W = state["p"]
 
         def closure() -> torch.Tensor:
