@@ -50,7 +50,7 @@ def user_errors(fn: Callable) -> Callable:
 
 
 def _prepare_out(out: Path | None, default: Path) -> Path:
-    from .io import ensure_writable_dir
+    from .files import ensure_writable_dir
 
     path = out if out is not None else default
     try:

@@ -32,7 +32,7 @@ import torch
 from tqdm.auto import tqdm
 
 from . import theory
-from .io import write_csv, write_json
+from .files import write_csv, write_json
 from .tasks import LinearRepTasks
 
 ESTIMATORS = ("learned", "limit", "oracle", "scratch", "ls_span_B", "ls_top_k")

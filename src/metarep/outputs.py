@@ -12,7 +12,7 @@ import numpy as np
 import torch
 
 from .config import Config, from_dict
-from .io import atomic_write_bytes, git_commit, versions, write_csv, write_json
+from .files import atomic_write_bytes, git_commit, versions, write_csv, write_json
 from .models import LinearParams, Relu3Params
 from .plots import plot_dynamics
 from .tasks import LinearRepTasks

@@ -1,4 +1,9 @@
-"""Figures (matplotlib, Agg backend), written atomically as PNG."""
+"""Figures, written atomically as PNG.
+
+Figures are built as :class:`matplotlib.figure.Figure` objects, not through ``pyplot``: nothing here
+chooses or switches a backend (importing metarep leaves the user's matplotlib set-up alone), and
+no figure is kept in a global registry.
+"""
 
 from __future__ import annotations
 
@@ -6,18 +11,25 @@ import io
 from pathlib import Path
 
 import matplotlib
+from matplotlib.figure import Figure
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-
-from .io import atomic_write_bytes  # noqa: E402
+from .files import atomic_write_bytes
 
 
-def save_figure(fig, path: str | Path, dpi: int = 120) -> None:
-    """Render ``fig`` to PNG and write it atomically; closes the figure."""
+def figure(**kwargs) -> Figure:
+    """A new figure (``Figure(**kwargs)``, e.g. ``figsize``); lay it out with ``fig.subplots(...)``."""
+    return Figure(**kwargs)
+
+
+def colormap(name: str):
+    """A matplotlib colormap by name, e.g. ``colormap("viridis")(0.5)``."""
+    return matplotlib.colormaps[name]
+
+
+def save_figure(fig: Figure, path: str | Path, dpi: int = 120) -> None:
+    """Render ``fig`` to PNG (Agg) and write it atomically."""
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=dpi, bbox_inches="tight")
-    plt.close(fig)
     atomic_write_bytes(path, buf.getvalue())
 
 
@@ -29,8 +41,9 @@ def plot_dynamics(history: list[dict], summary: dict, title: str, path: str | Pa
     """
     steps = [r["step"] for r in history]
     k = len(summary["signal_eigs"])
-    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(11, 4.2))
-    colors = plt.cm.viridis([j / max(k - 1, 1) for j in range(k)])
+    fig = figure(figsize=(11, 4.2))
+    ax1, ax2 = fig.subplots(1, 2)
+    colors = colormap("viridis")([j / max(k - 1, 1) for j in range(k)])
     for j in range(k):
         ax1.plot(steps, [r[f"signal_eig_{j + 1}"] for r in history], color=colors[j], lw=1.6)
         ax1.axhline(summary["predicted_signal_eigs"][j], color=colors[j], ls="--", lw=1)
@@ -112,7 +125,8 @@ def plot_risk(result: dict, labels: dict[str, str], title: str, path: str | Path
                     vals.append(v)
     vals += [v for v in est["learned"]["mc_mean"] if v > 0] if "learned" in est else []
     lo, hi = (min(vals) / 2, max(vals) * 2) if vals else (None, None)
-    fig, ax = plt.subplots(figsize=(7.5, 5))
+    fig = figure(figsize=(7.5, 5))
+    ax = fig.subplots()
     any_off = False
     for i, (name, e) in enumerate(est.items()):
         color, marker, ls = styles.get(name, (f"C{i}", "o", "-"))

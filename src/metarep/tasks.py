@@ -10,33 +10,17 @@ from typing import NamedTuple
 
 import torch
 
+from .batch import TaskBatch
 
-class TaskBatch(NamedTuple):
-    """Samples of N tasks, split into inner (support) and outer (query) sets.
-
-    Shapes: ``X_in (N, m_in, d)``, ``y_in (N, m_in)``, ``X_out (N, m_out, d)``, ``y_out (N, m_out)``.
-    """
-
-    X_in: torch.Tensor
-    y_in: torch.Tensor
-    X_out: torch.Tensor
-    y_out: torch.Tensor
-
-    @property
-    def num_tasks(self) -> int:
-        return self[0].shape[0]  # every field has the task axis first
-
-    def select(self, idx: torch.Tensor) -> TaskBatch:
-        """The tasks at indices ``idx`` (1-D long tensor)."""
-        return type(self)(*(t[idx] for t in self))
-
-    def merged(self) -> tuple[torch.Tensor, torch.Tensor]:
-        """All ``m = m_in + m_out`` samples of each task: ``X (N, m, d)``, ``y (N, m)``."""
-        return torch.cat([self.X_in, self.X_out], 1), torch.cat([self.y_in, self.y_out], 1)
-
-    # A plain batch stores no transposed copies (see :class:`DualBatch`).
-    Xt_in = property(lambda self: None)
-    Xt_out = property(lambda self: None)
+__all__ = [
+    "DualBatch",
+    "FreshTasks",
+    "GramBatch",
+    "LinearRepTasks",
+    "TaskBatch",
+    "TaskPool",
+    "task_cov_diag",
+]
 
 
 class DualBatch(NamedTuple):

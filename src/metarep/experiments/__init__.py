@@ -8,8 +8,8 @@ import io
 import json
 from pathlib import Path
 
-from ..io import atomic_write_bytes, write_csv
-from ..plots import plt, save_figure
+from ..files import atomic_write_bytes, write_csv
+from ..plots import figure, save_figure
 from .catalog import FULL, QUICK, Experiment, Scale
 from .paper import EXPERIMENTS, _rows_with_x
 from .runner import RunSpec, run_all
@@ -75,7 +75,7 @@ def reproduce(
         exp = EXPERIMENTS[name]
         res = {label: [_record(store / spec.key()) for spec in specs] for label, specs in runs[name].items()}
         pres = exp.present(res, scale)
-        fig = plt.figure(figsize=(12, 4.4))
+        fig = figure(figsize=(12, 4.4))
         pres.draw(fig)
         fig.suptitle(f"{exp.title}" + (" (quick)" if quick else ""), fontsize=11)
         save_figure(fig, out / f"{name}.png")

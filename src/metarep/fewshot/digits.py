@@ -242,9 +242,10 @@ LABELS = {
 
 def plot_fewshot(result: FewShotResult, path: str | Path, test_images: ClassImages | None = None) -> None:
     """Left: training loss of each method (smoothed). Right: test accuracy with 95% intervals."""
-    from ..plots import plt, save_figure
+    from ..plots import colormap, figure, save_figure
 
-    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(11, 4))
+    fig = figure(figsize=(11, 4))
+    ax1, ax2 = fig.subplots(1, 2)
     for i, (name, losses) in enumerate(result.history.items()):
         if not losses:
             continue
@@ -274,7 +275,7 @@ def plot_fewshot(result: FewShotResult, path: str | Path, test_images: ClassImag
             yerr=[r["ci95"] for r in rs],
             capsize=4,
             label=f"{s} step{'s' if s != 1 else ''}",
-            color=plt.cm.viridis(0.2 + 0.6 * j / max(len(steps) - 1, 1)),
+            color=colormap("viridis")(0.2 + 0.6 * j / max(len(steps) - 1, 1)),
         )
         for x, r in zip(xs, rs):
             ax2.text(x, r["accuracy"] + r["ci95"] + 0.01, f"{100 * r['accuracy']:.1f}", ha="center", fontsize=8)
@@ -293,7 +294,7 @@ def plot_fewshot(result: FewShotResult, path: str | Path, test_images: ClassImag
 
 def save_fewshot(result: FewShotResult, out_dir: str | Path, benchmark: str = "digits") -> list[Path]:
     """Write ``results.json``, ``results.csv`` and ``accuracy.png`` atomically."""
-    from ..io import git_commit, versions, write_csv, write_json
+    from ..files import git_commit, versions, write_csv, write_json
 
     out = Path(out_dir)
     write_csv(out / "results.csv", result.rows)

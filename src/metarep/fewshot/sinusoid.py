@@ -22,8 +22,8 @@ import numpy as np
 import torch
 from torch import nn
 
+from ..batch import TaskBatch
 from ..learner import METHODS, MetaLearner, mean_ci, tune_inner_lr
-from ..tasks import TaskBatch
 from ._util import need, spawn_seeds, torch_threads, validate_meta_options
 
 
@@ -226,16 +226,15 @@ LABELS = {
 
 def plot_curves(result: SinusoidResult, K: int, path: str | Path) -> None:
     """Adapted curves of a few test tasks: one column per method, one row per task."""
-    from ..plots import plt, save_figure
+    from ..plots import colormap, figure, save_figure
 
     data = result.curves[K]
     methods = list(data["pred"])
     steps = sorted(result.config.eval_steps)
     n_rows = len(data["tasks"])
-    fig, axes = plt.subplots(
-        n_rows, len(methods), figsize=(3.1 * len(methods), 2.6 * n_rows), squeeze=False, sharex=True, sharey="row"
-    )
-    colors = plt.cm.plasma(np.linspace(0.1, 0.8, len(steps)))
+    fig = figure(figsize=(3.1 * len(methods), 2.6 * n_rows))
+    axes = fig.subplots(n_rows, len(methods), squeeze=False, sharex=True, sharey="row")
+    colors = colormap("plasma")(np.linspace(0.1, 0.8, len(steps)))
     for r, task in enumerate(data["tasks"]):
         for c, method in enumerate(methods):
             ax = axes[r][c]
@@ -264,10 +263,11 @@ def plot_curves(result: SinusoidResult, K: int, path: str | Path) -> None:
 
 def plot_mse(result: SinusoidResult, path: str | Path) -> None:
     """Test MSE (with its 95% interval) against the number of inner steps, one panel per K."""
-    from ..plots import plt, save_figure
+    from ..plots import figure, save_figure
 
     shots = list(result.config.shots)
-    fig, axes = plt.subplots(1, len(shots), figsize=(5.2 * len(shots), 3.8), squeeze=False)
+    fig = figure(figsize=(5.2 * len(shots), 3.8))
+    axes = fig.subplots(1, len(shots), squeeze=False)
     for ax, K in zip(axes[0], shots):
         for i, method in enumerate(result.curves[K]["pred"]):
             rs = sorted(
@@ -306,7 +306,7 @@ def plot_mse(result: SinusoidResult, path: str | Path) -> None:
 
 def save_sinusoid(result: SinusoidResult, out_dir: str | Path) -> list[Path]:
     """Write ``results.json``, ``results.csv``, ``mse.png`` and ``curves_K{K}.png`` atomically."""
-    from ..io import git_commit, versions, write_csv, write_json
+    from ..files import git_commit, versions, write_csv, write_json
 
     out = Path(out_dir)
     write_csv(out / "results.csv", result.rows)

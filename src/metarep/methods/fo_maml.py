@@ -9,8 +9,8 @@ and ``B_iᵀ g_out = Bᵀ g_out − α w (g_in·g_out)``. One inner step; more r
 
 from __future__ import annotations
 
+from ..batch import TaskBatch
 from ..models import LinearParams
-from ..tasks import TaskBatch
 from ._linear import task_grad
 
 

@@ -19,8 +19,8 @@ from collections.abc import Callable, Sequence
 import torch
 from torch.func import grad, vmap
 
+from ..batch import TaskBatch
 from ..models import squared_loss
-from ..tasks import TaskBatch
 
 Params = dict[str, torch.Tensor]
 Forward = Callable[[Params, torch.Tensor], torch.Tensor]

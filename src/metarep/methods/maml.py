@@ -12,8 +12,8 @@ One inner step; more run through :mod:`metarep.methods.generic`.
 
 from __future__ import annotations
 
+from ..batch import TaskBatch
 from ..models import LinearParams
-from ..tasks import TaskBatch
 from ._linear import cov_apply, task_grad
 
 

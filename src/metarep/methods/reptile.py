@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import torch
 
+from ..batch import TaskBatch
 from ..models import LinearParams
-from ..tasks import TaskBatch
 from ._linear import task_grad
 from .generic import Forward, Params, adapt
 

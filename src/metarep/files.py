@@ -1,9 +1,9 @@
-"""Atomic output files and run provenance (versions, git commit)."""
+"""Files: atomic writes (JSON, CSV, bytes), a writable-folder check, and run provenance (versions, git commit)."""
 
 from __future__ import annotations
 
 import csv
-import io as _io
+import io
 import json
 import os
 import platform
@@ -12,8 +12,6 @@ import tempfile
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
-
-OutputError = OSError
 
 
 def atomic_write_bytes(path: str | Path, data: bytes) -> None:
@@ -37,7 +35,7 @@ def write_json(path: str | Path, obj: Any) -> None:
 def write_csv(path: str | Path, rows: Iterable[dict[str, Any]]) -> None:
     """Atomically write tidy rows (dicts with the same keys) as CSV."""
     rows = list(rows)
-    buf = _io.StringIO()
+    buf = io.StringIO()
     if rows:
         writer = csv.DictWriter(buf, fieldnames=list(rows[0]), lineterminator="\n")
         writer.writeheader()
