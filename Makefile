@@ -4,7 +4,7 @@ VENV   ?= .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
-.PHONY: install demo test bench clean
+.PHONY: install demo lint test test-fast bench clean
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -18,8 +18,20 @@ install: $(STAMP)
 demo: $(STAMP)
 	$(VENV)/bin/metarep run --out runs/demo
 
-test: $(STAMP)
+# the gates of `make test` (and CI): the rule set is pyproject's [tool.ruff]
+LINT_PATHS := src tests benchmarks examples
+
+lint: $(STAMP)
+	$(VENV)/bin/ruff check $(LINT_PATHS)
+	$(VENV)/bin/ruff format --check $(LINT_PATHS)
+
+# everything: lint, then the whole suite (a few minutes on 2 cores)
+test: lint
 	$(PY) -m pytest
+
+# unit tests only, no end-to-end runs of whole commands or long convergence checks (about a minute)
+test-fast: $(STAMP)
+	$(PY) -m pytest -m "not slow"
 
 bench: $(STAMP)
 	$(VENV)/bin/metarep bench

@@ -18,9 +18,10 @@ import torch
 from metarep.bench import fo_anil_grad_xb
 from metarep.config import load_config
 from metarep.methods import generic_linear_grad, outer_grad_fn
+from metarep.methods.anil import second_order_expected_grad
+from metarep.methods.fo_anil import fo_anil_expected_grad
 from metarep.models import LinearParams, init_linear
 from metarep.outputs import load_run, save_run
-from metarep.population import fo_anil_expected_grad, second_order_expected_grad
 from metarep.tasks import LinearRepTasks
 from metarep.train import train
 

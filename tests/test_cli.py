@@ -32,6 +32,7 @@ def invoke(*args):
     return CliRunner().invoke(app, list(args))
 
 
+@pytest.mark.slow
 def test_run_writes_every_output(tmp_path):
     out = tmp_path / "r"
     res = invoke("run", *SMALL, "--out", str(out))
@@ -53,6 +54,7 @@ def test_run_writes_every_output(tmp_path):
     assert sig == pytest.approx(summary["signal_eigs"], rel=1e-6)
 
 
+@pytest.mark.slow
 def test_config_file_and_overrides(tmp_path):
     conf = tmp_path / "c.toml"
     conf.write_text('[task]\nd = 10\nk = 3\ntask_cov = "identity"\n[data]\ntasks = "inf"\n[run]\nsteps = 20\n')
@@ -64,6 +66,7 @@ def test_config_file_and_overrides(tmp_path):
     assert json.loads((out / "config.json").read_text())["config"]["model"]["width"] == 4
 
 
+@pytest.mark.slow
 def test_same_seed_same_numbers(tmp_path):
     outs = []
     for name in ("a", "b"):
@@ -130,6 +133,7 @@ def test_unwritable_out_is_an_error_without_traceback(tmp_path):
     assert len(proc.stderr.strip().splitlines()) == 1
 
 
+@pytest.mark.slow
 def test_divergence_stops_and_says_which_step_size(tmp_path):
     out = tmp_path / "r"
     res = invoke(
@@ -169,6 +173,7 @@ def test_method_regime_mismatch_exits_2(tmp_path, args):
     assert len(res.output.strip().splitlines()) == 1
 
 
+@pytest.mark.slow
 def test_huge_but_finite_parameters_count_as_divergence(tmp_path):
     """Parameters that explode without reaching inf still stop the run cleanly (no linalg crash)."""
     out = tmp_path / "r"

@@ -9,6 +9,7 @@ from metarep.train import build, train
 INF = ("data.tasks=inf", 'run.dtype="float64"')
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("cov", ["identity", "linear"])
 @pytest.mark.parametrize("width", [5, 50])  # k' = k and k' = d
 def test_signal_eigs_converge_to_prediction(make_cfg, cov, width):
@@ -20,6 +21,7 @@ def test_signal_eigs_converge_to_prediction(make_cfg, cov, width):
     assert s["subspace_sin"] < 1e-6
 
 
+@pytest.mark.slow
 def test_unlearning_rate_approaches_prediction(make_cfg):
     """t · ‖B⊥ᵀB_t‖₂² → m_in / (2α²β(tr Σ* + σ²)), approached like C·t/(t + C/s_0)."""
     cfg = make_cfg(*INF, "run.steps=4000", "run.eval_every=1000")
@@ -30,11 +32,13 @@ def test_unlearning_rate_approaches_prediction(make_cfg):
     assert all(abs(b / c - 1) < abs(a / c - 1) for a, b in zip(rates, rates[1:]))  # getting closer
 
 
+@pytest.mark.slow
 def test_huge_m_in_unlearns_nothing_outside_the_learned_rows(make_cfg):
     """With b = 0, Φ_t Q = Φ_0 Q exactly, Q the projector on the null space of Ψ_0 (MATH.md §5.2)."""
 
     def null_part(cfg):
-        tasks, p0, _, _ = build(cfg)
+        tasks, state, _, _, _ = build(cfg)
+        p0 = state.params
         pt = train(cfg, progress=False).params
         Psi0 = tasks.B_star.T @ p0.B
         _, _, Vh = torch.linalg.svd(Psi0)
@@ -49,6 +53,7 @@ def test_huge_m_in_unlearns_nothing_outside_the_learned_rows(make_cfg):
     assert float(torch.linalg.norm(after)) < 0.5 * float(torch.linalg.norm(before))
 
 
+@pytest.mark.slow
 def test_width_one_below_k_keeps_top_direction(make_cfg):
     cfg = make_cfg(*INF, "model.width=1", "run.steps=3000", "run.eval_every=1000")
     s = train(cfg, progress=False).summary
@@ -57,6 +62,7 @@ def test_width_one_below_k_keeps_top_direction(make_cfg):
     assert want[-1] > 0 and np.all(want[:-1] == 0)
 
 
+@pytest.mark.slow
 def test_finite_pool_learns_the_subspace(make_cfg):
     cfg = make_cfg("data.tasks=2000", "task.d=20", "model.width=20", "run.steps=600", "run.eval_every=100")
     r = train(cfg, progress=False)
@@ -68,6 +74,7 @@ def test_finite_pool_learns_the_subspace(make_cfg):
     assert np.all(np.abs(got - want) / want < 0.15)
 
 
+@pytest.mark.slow
 def test_fresh_tasks_match_pool_on_average(make_cfg):
     cfg = make_cfg(
         "data.tasks=1000", "data.fresh=true", "task.d=10", "model.width=10", "run.steps=300", "run.eval_every=100"
@@ -76,6 +83,7 @@ def test_fresh_tasks_match_pool_on_average(make_cfg):
     assert r.summary["subspace_sin"] < 0.5 and r.summary["regime"] == "fresh"
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", ["anil", "maml", "fo_maml"])
 def test_other_methods_reach_the_fo_anil_limit_in_the_infinite_regime(make_cfg, name):
     """MATH.md §5.1: ANIL and MAML converge to the same B*ᵀBBᵀB* limit as FO-ANIL."""
@@ -86,6 +94,7 @@ def test_other_methods_reach_the_fo_anil_limit_in_the_infinite_regime(make_cfg, 
     assert s["head_norm"] == 0.0
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("optimizer,steps", [("lbfgs", 30), ("gd", 1500)])
 def test_multitask_baseline_learns_the_subspace(make_cfg, optimizer, steps):
     cfg = make_cfg(

@@ -13,7 +13,9 @@ from typer.testing import CliRunner
 from metarep import evaluate as ev
 from metarep import theory
 from metarep.cli import app
-from metarep.models import linear_forward
+from metarep.estimators import NewTasks, SubspaceLS, default_estimators, model_excess_risk
+from metarep.methods._linear import adapt_head
+from metarep.models import init_model, linear_forward, relu2_forward
 from metarep.tasks import LinearRepTasks
 from metarep.train import train
 
@@ -113,18 +115,58 @@ def test_several_head_steps_and_the_generic_model_path_agree():
     assert exact["estimators"]["oracle"] == generic["estimators"]["oracle"]
 
 
-def test_adapt_heads_matches_a_plain_loop():
+def test_adapt_head_matches_a_plain_loop():
     tasks = _tasks()
     X, y = tasks.sample_data(tasks.sample_thetas(7, gen(1)), 6, gen(2))
     B = torch.randn(D, 4, generator=gen(3), dtype=torch.float64)
     w = torch.randn(4, generator=gen(4), dtype=torch.float64)
-    got = ev.adapt_heads(B, w, X, y, 0.05, steps=3)
+    got = adapt_head(B, w, X, y, 0.05, steps=3)
     for i in range(7):
         wi = w.clone()
         for _ in range(3):
             Z = X[i] @ B
             wi = wi - 0.05 * Z.T @ (Z @ wi - y[i]) / 6
         assert torch.allclose(got[i], wi, atol=1e-12)
+
+
+def test_model_excess_risk_matches_a_plain_loop():
+    """The engine's vmapped head steps on a ReLU net, against autograd one task at a time."""
+    tasks = _tasks()
+    theta = tasks.sample_thetas(5, gen(1))
+    X, y = tasks.sample_data(theta, 8, gen(2))
+    X_test = torch.randn(5, 11, D, generator=gen(3), dtype=torch.float64)
+    p = init_model("relu2", D, 6, generator=gen(4), dtype=torch.float64)._asdict()
+    p["w"] = torch.randn(6, generator=gen(5), dtype=torch.float64)
+    got = model_excess_risk(relu2_forward, p, X, y, theta, X_test, 0.2, steps=2)
+    for i in range(5):
+        wi = p["w"].clone().requires_grad_(True)
+        for _ in range(2):
+            loss = 0.5 * ((relu2_forward({**p, "w": wi}, X[i]) - y[i]) ** 2).mean()
+            wi = (wi - 0.2 * torch.autograd.grad(loss, wi)[0]).detach().requires_grad_(True)
+        want = ((relu2_forward({**p, "w": wi}, X_test[i]) - X_test[i] @ theta[i]) ** 2).mean()
+        assert torch.allclose(got[i], want.detach(), rtol=1e-12, atol=0)
+
+
+def test_estimators_follow_the_table():
+    """One estimator per key of ESTIMATORS, in order; the subspace fit is the plain least squares on X U."""
+    tasks = _tasks()
+    B = torch.randn(D, 4, generator=gen(1), dtype=torch.float64)
+    U = ev.orthonormal_span(B)
+    B_lim = ev.limit_representation(tasks.B_star, tasks.sigma_diag, SIGMA2, 0.3, 10, 4)
+    kw = dict(alpha=0.3, steps=1, U=U, top_k=K)
+    ests = default_estimators(B, torch.zeros(4, dtype=torch.float64), tasks, B_limit=B_lim, **kw)
+    assert tuple(e.name for e in ests) == ev.ESTIMATORS
+    assert "limit" not in [e.name for e in default_estimators(B, B.new_zeros(4), tasks, **kw)]
+    theta = tasks.sample_thetas(6, gen(2))
+    X, y = tasks.sample_data(theta, 20, gen(3))
+    new = NewTasks(theta, X, y).first(9)
+    assert new.X.shape == (6, 9, D) and torch.allclose(new.project(U), X[:, :9] @ U, rtol=1e-12, atol=1e-12)
+    got = SubspaceLS("ls_span_B", U, tasks).fit(new)
+    want = (torch.linalg.pinv(X[:, :9] @ U) @ y[:, :9].unsqueeze(-1)).squeeze(-1) @ U.T
+    assert torch.allclose(got, want, atol=1e-10)
+    for e in ests:
+        assert e.excess_risk(new).shape == (6,)
+        assert math.isfinite(e.closed_form(20)) and math.isnan(e.closed_form(D)) == (e.name == "scratch")
 
 
 @pytest.mark.parametrize("m,r", [(12, 5), (5, 12), (7, 7)])

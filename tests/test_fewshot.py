@@ -201,6 +201,7 @@ def invoke(*args):
     return CliRunner().invoke(app, ["fewshot", *args])
 
 
+@pytest.mark.slow
 def test_cli_sinusoid_writes_outputs(tmp_path):
     out = tmp_path / "s"
     res = invoke(
@@ -231,6 +232,7 @@ def test_cli_sinusoid_writes_outputs(tmp_path):
     assert all(float(r["mse"]) > 0 for r in rows)
 
 
+@pytest.mark.slow
 def test_cli_digits_and_images(tmp_path):
     out = tmp_path / "d"
     res = invoke(

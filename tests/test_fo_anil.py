@@ -99,6 +99,7 @@ def test_gram_path_equals_sample_path_when_m_exceeds_d(steps):
         assert torch.allclose(a, r, atol=1e-12) and torch.allclose(b, r, atol=1e-12)
 
 
+@pytest.mark.slow
 def test_run_switches_to_gram_for_large_m(make_cfg):
     from metarep.methods import pool_layout
     from metarep.train import train

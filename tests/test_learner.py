@@ -12,9 +12,9 @@ from torch import nn
 from torch.func import functional_call
 
 from metarep.fewshot._util import torch_threads
-from metarep.learner import METHODS, MetaLearner, mean_ci, tune_inner_lr
-from metarep.methods.generic import meta_grad as generic_meta_grad
-from metarep.models import linear_forward
+from metarep.learner import MetaLearner, mean_ci, tune_inner_lr
+from metarep.methods import outer_grad_fn, registry
+from metarep.models import LinearParams
 from metarep.tasks import LinearRepTasks, TaskBatch
 
 
@@ -107,7 +107,7 @@ def test_vectorised_meta_grad_equals_per_task_loop(method, steps):
     keys = learner.adapt_keys_
     assert keys == (
         ("head.weight", "head.bias")
-        if METHODS[method][0] == "head"
+        if registry.get(method).adapts == "head"
         else tuple(n for n, _ in learner.model_.named_parameters())
     )
     ref = _loop_reference(learner.model_, keys, method, 0.3, steps, batch, _mse)
@@ -149,8 +149,10 @@ def test_head_only_fast_path_equals_full_path():
     assert split._head_only and not plain._head_only
 
 
-def test_agrees_with_generic_meta_grad_on_linear_model():
-    """FO-ANIL of ``x ↦ xᵀBw`` as nn.Linear layers == metarep.methods.generic (loss ‖·‖²/2n)."""
+@pytest.mark.parametrize("method, steps", [("fo_anil", 2), ("anil", 1), ("fo_maml", 1), ("maml", 1), ("reptile", 3)])
+def test_agrees_with_the_linear_harness_on_linear_model(method, steps):
+    """Each method on ``x ↦ xᵀBw`` as nn.Linear layers, with the theory's loss ``loss="half_mse"``, gives
+    the linear harness's gradient: its closed form (an independent path) and the engine."""
     t = LinearRepTasks.create(8, 3, 0.2, "linear", generator=gen(0))
     batch = t.sample(6, 5, 4, gen(1))
     g = gen(2)
@@ -162,14 +164,12 @@ def test_agrees_with_generic_meta_grad_on_linear_model():
     with torch.no_grad():
         features.weight.copy_(B.T)
         head.weight.copy_(w[None])
-    half_mse = lambda pred, y: 0.5 * ((pred.squeeze(-1) - y) ** 2).mean()  # noqa: E731
-    learner = MetaLearner(features, head, method="fo_anil", inner_lr=0.2, inner_steps=2, loss=half_mse)
+    learner = MetaLearner(features, head, method=method, inner_lr=0.2, inner_steps=steps, loss="half_mse")
     ours = learner.meta_grad(batch)
-    ref = generic_meta_grad(
-        linear_forward, {"B": B, "w": w}, batch, alpha=0.2, adapt_keys=("w",), first_order=True, inner_steps=2
-    )
-    assert torch.allclose(ours["features.weight"], ref["B"].T, atol=1e-12)
-    assert torch.allclose(ours["head.weight"][0], ref["w"], atol=1e-12)
+    for impl in ("closed_form", "autodiff"):
+        ref = outer_grad_fn(method, 0.2, steps, impl)(LinearParams(B, w), batch)
+        assert torch.allclose(ours["features.weight"], ref.B.T, atol=1e-12)
+        assert torch.allclose(ours["head.weight"][0], ref.w, atol=1e-12)
 
 
 def test_batchnorm_tracking_stats_is_refused_with_the_fix():

@@ -4,9 +4,8 @@ import pytest
 import torch
 from conftest import gen
 
-from metarep.methods.fo_anil import fo_anil_terms
+from metarep.methods.fo_anil import fo_anil_expected_grad, fo_anil_terms
 from metarep.models import LinearParams
-from metarep.population import fo_anil_expected_grad
 from metarep.tasks import LinearRepTasks
 
 D, K, M_IN, M_OUT, ALPHA = 8, 3, 4, 3, 0.3
@@ -29,6 +28,7 @@ def _mc_fo_anil(params, tasks, n_tasks, chunk=50_000, seed=5):
     return mean, se
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("width", [2, 6, 11])  # below k, above k, above d
 @pytest.mark.parametrize("zero_head", [False, True])
 def test_expected_update_matches_monte_carlo(width, zero_head):
@@ -63,6 +63,7 @@ def test_expected_update_at_zero_head_is_the_compact_form():
     assert torch.allclose(exact.B, ALPHA * (M @ G - S) @ B, atol=1e-13)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", ["anil", "maml", "fo_maml"])
 @pytest.mark.parametrize("width", [2, 6])
 def test_second_order_expected_update_matches_monte_carlo_at_zero_head(name, width):

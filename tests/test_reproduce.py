@@ -1,14 +1,19 @@
 """A reduced reproduction end to end, and resuming an interrupted one."""
 
 import csv
+import dataclasses
 import json
 
 import pytest
 from typer.testing import CliRunner
 
+from metarep import theory
 from metarep.cli import app
-from metarep.experiments import QUICK, reproduce
+from metarep.config import load_config
+from metarep.experiments import EXPERIMENTS, PAPER, QUICK, Series, framework, reproduce
+from metarep.experiments.paper.setting import infinite, method_series
 from metarep.experiments.runner import RunSpec
+from metarep.methods import registry
 
 TINY = QUICK.__class__(
     d=8,
@@ -26,6 +31,7 @@ TINY = QUICK.__class__(
 )
 
 
+@pytest.mark.slow
 def test_smoke_reproduction_and_resume(tmp_path):
     out = tmp_path / "rep"
     res = reproduce(["learning", "width"], seeds=2, jobs=2, out=out, scale=TINY, progress=False)
@@ -54,6 +60,49 @@ def test_run_keys_are_shared_between_identical_configs():
     assert a.key() == b.key()
     assert a.key() != RunSpec(("task.d=8",), 1, (5,)).key()
     assert a.key() != RunSpec(("task.d=8",), 0).key()
+
+
+@pytest.mark.slow
+def test_predictions_follow_the_config_of_the_runs(tmp_path):
+    # another setting than the defaults: the predicted limits and the report's header move with it
+    extra = ("task.sigma2=1.0", "data.m_in=10", "method.alpha=0.2")
+    learning = dataclasses.replace(EXPERIMENTS["learning"], series=lambda s: [Series("infinite", infinite(s, *extra))])
+    study = dataclasses.replace(PAPER, experiments={"learning": learning})
+    framework.reproduce(study, None, TINY, seeds=1, out=tmp_path, progress=False, command="test")
+    cfg = load_config(None, [*infinite(TINY, *extra), "run.seed=0"])
+    want = theory.predictions(cfg)["predicted_signal_eigs"]
+    assert want != theory.predictions(load_config(None, infinite(TINY)))["predicted_signal_eigs"]
+    rows = list(csv.DictReader((tmp_path / "learning.csv").open()))
+    for j, p in enumerate(want):
+        got = [float(r["predicted"]) for r in rows if r["metric"] == f"signal_eig_{j + 1}"]
+        assert got and got == pytest.approx([p] * len(got), rel=1e-12)
+    report = (tmp_path / "REPORT.md").read_text()
+    assert "σ² = 1," in report and "m_in = 10," in report and "α = 0.2," in report
+
+
+def test_a_registered_method_joins_the_method_experiments():
+    spec = registry.MethodSpec(
+        name="fo_test_only",
+        label="FO-TEST",
+        kind="meta",
+        adapts="head",
+        order="first",
+        series_overrides=lambda scale: (f"method.inner_steps={scale.multitask_steps}",),
+    )
+    registry.register(spec)
+    try:
+        series = {s.label: s for s in method_series(TINY)}
+        names = registry.names(harness=True)
+        assert list(series) == [n for n in names if registry.get(n).runs_in("finite")]
+        assert "fo_test_only" in series
+        assert series["fo_test_only"].overrides[-2:] == ("method.name=fo_test_only", "method.inner_steps=3")
+        assert series["reptile"].overrides[-1] == "method.inner_steps=5"
+        assert series["multitask"].overrides[-1] == "run.steps=3"
+        for name in ("methods", "adaptation"):
+            assert "fo_test_only" in {s.label for s in EXPERIMENTS[name].series(TINY)}
+    finally:
+        registry.unregister("fo_test_only")
+    assert "fo_test_only" not in {s.label for s in method_series(TINY)}
 
 
 @pytest.mark.parametrize(

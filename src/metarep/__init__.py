@@ -29,7 +29,21 @@ _EXPORTS = {
     "register": "methods.registry",
 }
 
-__all__ = [*sorted(_EXPORTS), "__version__"]
+__all__ = [
+    "Config",
+    "ConfigError",
+    "LinearParams",
+    "LinearRepTasks",
+    "MetaLearner",
+    "MethodSpec",
+    "RunResult",
+    "TaskBatch",
+    "__version__",
+    "init_linear",
+    "load_config",
+    "register",
+    "train",
+]
 
 
 def __getattr__(name: str) -> Any:

@@ -4,7 +4,7 @@ episodes all produce it, and every method and :class:`~metarep.learner.MetaLearn
 
 from __future__ import annotations
 
-from typing import NamedTuple, Protocol
+from typing import Any, NamedTuple, Protocol
 
 import torch
 
@@ -39,12 +39,14 @@ class TaskBatch(NamedTuple):
 
 
 class TaskSource(Protocol):
-    """A task distribution seen as a stream: ``batches(meta_batch, ...)`` yields :class:`TaskBatch` es.
+    """A task distribution: ``sample(num_tasks, ...)`` draws that many new tasks as a :class:`TaskBatch`
+    (the rest of the arguments, sample sizes and the generator, are the source's own).
 
-    :class:`metarep.tasks.LinearRepTasks` (``sample(n, m_in, m_out, generator)``),
-    :class:`metarep.fewshot.SinusoidTasks` and :class:`metarep.fewshot.EpisodeSampler` all have
-    ``sample(num_tasks, ...) -> TaskBatch`` for a fixed set of tasks, and the training loops draw
-    from their streams.
+    :meth:`metarep.tasks.LinearRepTasks.sample` ``(n, m_in, m_out, generator)``,
+    :meth:`metarep.fewshot.SinusoidTasks.sample` ``(num_tasks, shots, queries, generator)`` (which
+    also returns the tasks' amplitudes and phases) and :meth:`metarep.fewshot.EpisodeSampler.sample`
+    ``(num_tasks)`` have this shape; a training loop consumes any iterable of such batches
+    (:meth:`metarep.learner.MetaLearner.fit`, :class:`metarep.tasks.TaskPool`).
     """
 
-    def sample(self, num_tasks: int, *args, **kwargs) -> TaskBatch | tuple[TaskBatch, ...]: ...
+    def sample(self, num_tasks: int, *args: Any, **kwargs: Any) -> Any: ...

@@ -4,7 +4,7 @@ Paths compared on the same tasks and parameters:
 
 - ``loop``: a Python loop over tasks with autograd, as the older libraries do (timed on a few
   hundred tasks and scaled to N);
-- ``vmap``: ``torch.func.vmap`` of ``grad`` (:mod:`metarep.methods.generic`);
+- ``vmap``: ``torch.func.vmap`` of ``grad`` (:mod:`metarep.engine`);
 - ``closed_xb``: the batched closed form that forms ``X @ B`` (``N×m×k'``);
 - ``fast``: :func:`metarep.methods.fo_anil.fo_anil_grad`, never forming ``X @ B``, on the pool
   stored in two layouts (:class:`metarep.tasks.DualBatch`), in chunks, as ``metarep run`` does
@@ -33,9 +33,8 @@ from pathlib import Path
 import torch
 
 from .methods import chunked_mean, generic_linear_grad
-from .methods.fo_anil import fo_anil_grad, fo_anil_grad_gram
+from .methods.fo_anil import fo_anil_expected_grad, fo_anil_grad, fo_anil_grad_gram
 from .models import LinearParams, init_linear
-from .population import fo_anil_expected_grad
 from .tasks import FreshTasks, LinearRepTasks, TaskBatch, TaskPool
 
 SETTINGS = {

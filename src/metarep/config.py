@@ -16,12 +16,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-METHODS = ("fo_anil", "anil", "fo_maml", "maml", "reptile", "multitask", "moments")
-BASELINES = ("multitask", "moments")
 IMPLS = ("closed_form", "autodiff")
 OPTIMIZERS = ("lbfgs", "gd")
 TASK_COVS = ("identity", "linear")
-MODEL_KINDS = ("linear", "relu2", "relu3")
 DTYPES = ("float32", "float64")
 INF = "inf"
 
@@ -165,7 +162,12 @@ def _choice(key: str, v: Any, allowed: tuple[str, ...]) -> None:
 
 def validate(cfg: Config) -> None:
     """Raise :class:`ConfigError` naming the first invalid key."""
-    t, mo, me, da, r = cfg.task, cfg.model, cfg.method, cfg.data, cfg.run
+    for check in (_check_task, _check_model, _check_method, _check_data, _check_run, _check_method_fits):
+        check(cfg)
+
+
+def _check_task(cfg: Config) -> None:
+    t = cfg.task
     _int("task.d", t.d)
     _int("task.k", t.k)
     if t.k > t.d:
@@ -174,16 +176,32 @@ def validate(cfg: Config) -> None:
     _choice("task.task_cov", t.task_cov, TASK_COVS)
     if t.task_cov_trace is not None:
         _float("task.task_cov_trace", t.task_cov_trace)
+
+
+def _check_model(cfg: Config) -> None:
+    from .methods.registry import MODEL_KINDS
+
+    mo = cfg.model
     _int("model.width", mo.width, allow_none=True)
     _float("model.init_scale", mo.init_scale, allow_zero=True)
     _choice("model.kind", mo.kind, MODEL_KINDS)
-    _choice("method.name", me.name, METHODS)
+
+
+def _check_method(cfg: Config) -> None:
+    from .methods import registry  # the methods a run can use (loads torch on first use)
+
+    me = cfg.method
+    _choice("method.name", me.name, registry.names(harness=True))
     _float("method.alpha", me.alpha)
     _float("method.beta", me.beta)
     _int("method.inner_steps", me.inner_steps)
     _choice("method.impl", me.impl, IMPLS)
     _choice("method.optimizer", me.optimizer, OPTIMIZERS)
     _float("method.balance", me.balance, allow_zero=True)
+
+
+def _check_data(cfg: Config) -> None:
+    da = cfg.data
     if da.tasks != INF:
         _int("data.tasks", da.tasks)
     _int("data.m_in", da.m_in)
@@ -199,22 +217,43 @@ def validate(cfg: Config) -> None:
             raise ConfigError("data.task_batch: not used with data.fresh (set data.tasks to the tasks per step)")
         if da.task_batch > da.tasks:
             raise ConfigError(f"data.task_batch: must be <= data.tasks ({da.tasks}), got {da.task_batch}")
-    if me.name in BASELINES and (da.tasks == INF or da.fresh or da.task_batch is not None):
-        raise ConfigError(
-            f"data.tasks: method {me.name} needs a fixed pool of N tasks, full batch "
-            "(an integer data.tasks, data.fresh = false, no data.task_batch)"
-        )
-    if mo.kind != "linear":
-        if da.tasks == INF:
-            raise ConfigError(f'data.tasks: "inf" needs model.kind = "linear" (got {mo.kind!r}); use an integer')
-        if me.name in BASELINES or me.name == "reptile":
-            raise ConfigError(f"method.name: model.kind = {mo.kind!r} runs fo_anil, anil, fo_maml or maml")
+
+
+def _check_run(cfg: Config) -> None:
+    r = cfg.run
     _int("run.steps", r.steps, lo=0)
     _int("run.seed", r.seed, lo=0)
     _int("run.eval_every", r.eval_every)
     _choice("run.dtype", r.dtype, DTYPES)
     if not isinstance(r.device, str) or not (r.device == "cpu" or r.device.startswith("cuda")):
         raise ConfigError(f"run.device: must be 'cpu' or 'cuda[:N]', got {r.device!r}")
+
+
+def regime(cfg: Config) -> str:
+    """How the run sees tasks: ``infinite``, ``fresh``, ``minibatch`` (from a pool) or ``finite``."""
+    da = cfg.data
+    if da.tasks == INF:
+        return "infinite"
+    return "fresh" if da.fresh else ("minibatch" if da.task_batch is not None else "finite")
+
+
+def _check_method_fits(cfg: Config) -> None:
+    """The method's spec supports the regime and the model kind (:mod:`metarep.methods.registry`)."""
+    from .methods import registry
+
+    spec, kind, where = registry.get(cfg.method.name), cfg.model.kind, regime(cfg)
+    if kind != "linear" and where == "infinite":
+        raise ConfigError(f'data.tasks: "inf" needs model.kind = "linear" (got {kind!r}); use an integer')
+    if not spec.runs_in(where):
+        if where == "infinite" and "finite" in spec.regimes and spec.is_meta:
+            raise ConfigError(f"method.name: {spec.name!r} has no infinite-task update; use data.tasks = N")
+        raise ConfigError(
+            f"data.tasks: method {spec.name} needs a fixed pool of N tasks, full batch "
+            "(an integer data.tasks, data.fresh = false, no data.task_batch)"
+        )
+    if kind not in spec.models:
+        able = [s.name for s in registry.specs(harness=True) if kind in s.models]
+        raise ConfigError(f"method.name: model.kind = {kind!r} runs {', '.join(able[:-1])} or {able[-1]}")
 
 
 # --------------------------------------------------------------------------------------------

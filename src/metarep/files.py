@@ -84,3 +84,13 @@ def versions() -> dict[str, str]:
         "numpy": numpy.__version__,
         "python": platform.python_version(),
     }
+
+
+def provenance() -> dict[str, Any]:
+    """What made a result: the versions of metarep and its numerical libraries, and the git commit."""
+    return {"versions": versions(), "git_commit": git_commit()}
+
+
+def write_result(path: str | Path, payload: dict[str, Any]) -> None:
+    """The one writer of a result's JSON record: ``payload`` with :func:`provenance` added, atomically."""
+    write_json(path, {**payload, **provenance()})

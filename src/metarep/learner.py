@@ -1,10 +1,12 @@
 """Meta-learning for any PyTorch model: FO-ANIL, ANIL, FO-MAML, MAML and Reptile (MATH.md §3).
 
 A :class:`MetaLearner` wraps a network split into a feature extractor and a head (usually an
-``nn.Linear``), or a plain network plus the names of the parameters the inner loop adapts. Every
-inner loop is written for one task and ``vmap``-ed over the leading task axis with ``torch.func``
-(``functional_call``, ``grad``); there is no Python loop over tasks. When only the head adapts
-(FO-ANIL, ANIL), the features of a batch are computed once and the inner loop runs on them.
+``nn.Linear``), or a plain network plus the names of the parameters the inner loop adapts. It is a
+thin estimator over the functional engine (:mod:`metarep.engine`): it owns the modules, the outer
+optimizer and ``functional_call``; the inner loops and meta-gradients are the engine's, written for
+one task and ``vmap``-ed over the leading task axis (no Python loop over tasks). When only the head
+adapts (FO-ANIL, ANIL), the features of a batch are computed once and the inner loop runs on them.
+Any method of the registry (:mod:`metarep.methods.registry`) with ``learner=True`` runs here.
 
 For one task with support set ``(X_in, y_in)``, query set ``(X_out, y_out)``, parameters ``θ``
 of which the inner loop adapts ``θ_a`` (the rest ``θ_r`` stays put), inner step size ``α``:
@@ -23,6 +25,9 @@ the tasks of a batch and hands the result to a standard ``torch.optim`` optimize
 Reptile with ``torch.optim.SGD(lr=ε)`` is the interpolation ``θ ← θ + ε (mean φ_i − θ)``.
 ``pretrain`` is the no-meta-learning baseline: joint training on all tasks, fine-tuned at test time.
 
+The default loss is ``"mse"`` (the few-shot literature's); ``loss="half_mse"`` is the theory's ½·MSE,
+with which FO-ANIL on ``x ↦ xᵀBw`` gives the linear harness's gradient (:mod:`metarep.engine`).
+
 Example::
 
     features = nn.Sequential(nn.Linear(1, 40), nn.ReLU(), nn.Linear(40, 40), nn.ReLU())
@@ -40,38 +45,17 @@ from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from typing import Any
 
 import torch
-import torch.nn.functional as F
 from torch import nn
-from torch.func import functional_call, grad, vmap
+from torch.func import functional_call, vmap
 from tqdm.auto import tqdm
 
+from . import engine
 from .batch import TaskBatch
+from .methods import registry
 
-Params = dict[str, torch.Tensor]
-LossFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
-
-METHODS: dict[str, tuple[str, str]] = {
-    # name -> (what the inner loop adapts by default, how the outer gradient is formed)
-    "fo_anil": ("head", "first_order"),
-    "anil": ("head", "second_order"),
-    "fo_maml": ("all", "first_order"),
-    "maml": ("all", "second_order"),
-    "reptile": ("all", "reptile"),
-    "pretrain": ("all", "pretrain"),
-}
-LOSSES = ("mse", "cross_entropy")
-
-
-def mse_loss(pred: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-    """Mean squared error; a trailing output axis of size 1 in ``pred`` is matched to ``y (n,)``."""
-    if pred.shape != y.shape and pred.shape[-1] == 1 and pred.shape[:-1] == y.shape:
-        pred = pred.squeeze(-1)
-    return ((pred - y) ** 2).mean()
-
-
-def cross_entropy_loss(logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-    """Mean cross-entropy of ``logits (n, C)`` against integer labels ``y (n,)``."""
-    return F.cross_entropy(logits, y)
+Params = engine.Params
+LossFn = engine.Loss
+REGRESSION_LOSSES = ("mse", "half_mse")  # targets are cast to the model's dtype
 
 
 class _Split(nn.Module):
@@ -160,8 +144,9 @@ class MetaLearner:
     - ``features``: the feature extractor, ``(n, *input_shape) -> (n, h)``; or, with ``head=None``,
       the whole network, in which case ``adapt_params`` names what the inner loop adapts.
     - ``head``: the last layer, ``(n, h) -> (n, out)``, usually ``nn.Linear(h, out)``.
-    - ``method``: ``"fo_anil"``, ``"anil"``, ``"fo_maml"``, ``"maml"``, ``"reptile"``, or the
-      ``"pretrain"`` baseline (no inner loop in training; fine-tuned at test time).
+    - ``method``: ``"fo_anil"``, ``"anil"``, ``"fo_maml"``, ``"maml"``, ``"reptile"``, the
+      ``"pretrain"`` baseline (no inner loop in training; fine-tuned at test time), or any method
+      registered with ``learner=True`` (:mod:`metarep.methods.registry`).
     - ``inner_lr``: inner step size ``α``. ``inner_steps``: inner gradient steps in training (and the
       default number at test time).
     - ``optimizer``: the outer optimizer: ``None`` (``torch.optim.Adam`` with ``outer_lr``), a
@@ -169,10 +154,12 @@ class MetaLearner:
       (e.g. ``functools.partial(torch.optim.SGD, lr=0.1, momentum=0.9)``), or an optimizer already
       built over the model's parameters.
     - ``outer_lr``: outer learning rate when ``optimizer`` is ``None`` or a class.
-    - ``loss``: ``"mse"`` (regression, ``y (n,)`` or ``(n, out)``), ``"cross_entropy"``
-      (classification, integer ``y (n,)``), or a callable ``(pred, y) -> scalar`` for one task.
+    - ``loss``: ``"mse"`` (regression, ``y (n,)`` or ``(n, out)``), ``"half_mse"`` (the theory's
+      ½·MSE), ``"cross_entropy"`` (classification, integer ``y (n,)``), or a callable
+      ``(pred, y) -> scalar`` for one task (:data:`metarep.engine.LOSSES`).
     - ``adapt_params``: parameter names (or dotted prefixes, such as ``"head"`` or ``"features.4"``)
-      the inner loop adapts; default: the head for ``fo_anil``/``anil``, every parameter otherwise.
+      the inner loop adapts; default: what the method's spec adapts (the head for ``fo_anil``/``anil``,
+      the features for a ``"features"`` method, every parameter otherwise).
       With a split model the names start with ``features.`` or ``head.``.
 
     The modules are trained in place. Fitted state: ``model_`` (the module that is trained),
@@ -243,8 +230,9 @@ class MetaLearner:
     # ------------------------------------------------------------------ set-up and validation
 
     def _validate(self) -> None:
-        if self.method not in METHODS:
-            raise ValueError(f"method: {self.method!r} is not one of {', '.join(METHODS)}")
+        allowed = registry.names(learner=True)
+        if self.method not in allowed:
+            raise ValueError(f"method: {self.method!r} is not one of {', '.join(allowed)}")
         if not isinstance(self.features, nn.Module):
             raise ValueError(f"features: must be a torch.nn.Module, got {type(self.features).__name__}")
         if self.head is not None and not isinstance(self.head, nn.Module):
@@ -257,8 +245,7 @@ class MetaLearner:
             raise ValueError(f"inner_steps: must be an integer >= 1, got {self.inner_steps!r}")
         if not (isinstance(self.outer_lr, (int, float)) and self.outer_lr > 0):
             raise ValueError(f"outer_lr: must be > 0, got {self.outer_lr!r}")
-        if not (callable(self.loss) or self.loss in LOSSES):
-            raise ValueError(f"loss: must be one of {', '.join(LOSSES)} or a callable, got {self.loss!r}")
+        engine.get_loss(self.loss)  # raises naming the allowed losses
 
     def _ensure_setup(self) -> None:
         if getattr(self, "model_", None) is not None:
@@ -273,22 +260,22 @@ class MetaLearner:
             keys = _resolve_keys(
                 names, [self.adapt_params] if isinstance(self.adapt_params, str) else self.adapt_params
             )
-        elif METHODS[self.method][0] == "head":
-            if self.head is None:
-                raise ValueError(
-                    f"adapt_params: method {self.method!r} adapts the head only; pass head=nn.Linear(...) separately "
-                    "or name the head's parameters, e.g. adapt_params=['fc'] for a layer called fc"
-                )
-            keys = _resolve_keys(names, ["head"])
         else:
-            keys = tuple(names)
+            adapts = self._spec().adapts
+            if adapts != "all" and self.head is None:
+                raise ValueError(
+                    f"adapt_params: method {self.method!r} adapts the {adapts} only; pass head=nn.Linear(...) "
+                    "separately or name the head's parameters, e.g. adapt_params=['fc'] for a layer called fc"
+                )
+            keys = engine.adapt_keys(names, adapts, lambda n: n.startswith("head."))
         self.model_ = model
         self.adapt_keys_ = keys
         # features once per batch when the inner loop touches the head only
         self._head_only = self.head is not None and all(k.startswith("head.") for k in keys)
-        self._loss_fn: LossFn = (
-            self.loss if callable(self.loss) else {"mse": mse_loss, "cross_entropy": cross_entropy_loss}[self.loss]
-        )
+        self._loss_fn: LossFn = engine.get_loss(self.loss)
+
+    def _spec(self) -> registry.MethodSpec:
+        return registry.get(self.method)
 
     def _make_optimizer(self) -> torch.optim.Optimizer:
         params = list(self.model_.parameters())
@@ -331,7 +318,7 @@ class MetaLearner:
             return X.to(p.device, p.dtype) if X.is_floating_point() else X.to(p.device)
 
         def y_cast(y):
-            return y.to(p.device, p.dtype) if self.loss == "mse" else y.to(p.device)
+            return y.to(p.device, p.dtype) if self.loss in REGRESSION_LOSSES else y.to(p.device)
 
         return TaskBatch(x_cast(X_in), y_cast(y_in), x_cast(X_out), y_cast(y_out))
 
@@ -355,88 +342,26 @@ class MetaLearner:
             return {k: v for k, v in params.items() if k.startswith("head.")}, self._features(params, X)
         return params, X
 
-    def _adapt_fn(self, steps: int) -> Callable:
-        """Per-task inner loop ``(sub, rest, X, y) -> adapted sub`` (``sub``: the adapted parameters)."""
-        forward, loss_fn, lr = self._forward_fn(), self._loss_fn, float(self.inner_lr)
-
-        def inner_loss(sub: Params, rest: Params, X, y):
-            return loss_fn(forward({**rest, **sub}, X), y)
-
-        def run(sub: Params, rest: Params, X, y) -> Params:
-            for _ in range(steps):
-                g = grad(inner_loss)(sub, rest, X, y)
-                sub = {k: sub[k] - lr * g[k] for k in sub}  # φ ← φ − α ∇_φ L_in(φ)
-            return sub
-
-        return run
-
-    def _task_losses(
-        self, sub: Params, rest: Params, X: torch.Tensor, y: torch.Tensor, sub_batched: bool
-    ) -> torch.Tensor:
-        """Loss of every task at its parameters, ``(T,)``."""
-        forward, loss_fn = self._forward_fn(), self._loss_fn
-        fn = lambda s, r, X_, y_: loss_fn(forward({**r, **s}, X_), y_)  # noqa: E731
-        return vmap(fn, in_dims=(0 if sub_batched else None, None, 0, 0), randomness="different")(sub, rest, X, y)
-
-    def _split(self, params: Params) -> tuple[Params, Params]:
-        sub = {k: v for k, v in params.items() if k in self.adapt_keys_}
-        return sub, {k: v for k, v in params.items() if k not in self.adapt_keys_}
-
     def _adapt_batch(self, params: Params, X: torch.Tensor, y: torch.Tensor, steps: int) -> Params:
         """Every task's adapted parameters (leading task axis) from the shared ``params``."""
-        sub, rest = self._split(params)
-        return vmap(self._adapt_fn(steps), in_dims=(None, None, 0, 0), randomness="different")(sub, rest, X, y)
+        sub, rest = engine.split(params, self.adapt_keys_)
+        return engine.adapt_batch(self._forward_fn(), self._loss_fn, sub, rest, X, y, float(self.inner_lr), steps)
 
     # ------------------------------------------------------------------ the meta-gradient
 
     def _grads_and_loss(self, batch) -> tuple[Params, float]:
         """Mean outer gradient over the batch's tasks (shaped like the parameters) and the mean outer loss."""
-        X_in, y_in, X_out, y_out = batch
-        kind = METHODS[self.method][1]
-        params = self._params()
-        names = list(params)
-
-        if kind == "reptile":
-            # inner SGD on all the task's data, then g = θ − mean_i φ_i
-            with torch.no_grad():
-                p0 = self._params(detach=True)
-                X_all, y_all = torch.cat([X_in, X_out], 1), torch.cat([y_in, y_out], 1)
-                inner_p, Z_all = self._inner_inputs(p0, X_all)
-                phi = self._adapt_batch(inner_p, Z_all, y_all, self.inner_steps)
-                _, rest = self._split(inner_p)
-                Z_out = Z_all[:, X_in.shape[1] :]
-                loss = self._task_losses(phi, rest, Z_out, y_out, True).mean()
-                grads = {k: (p0[k] - phi[k].mean(0)) if k in phi else torch.zeros_like(p0[k]) for k in names}
-            return grads, float(loss)
-
-        if kind == "pretrain":
-            X_all, y_all = torch.cat([X_in, X_out], 1), torch.cat([y_in, y_out], 1)
-            inner_p, Z_all = self._inner_inputs(params, X_all)
-            sub, rest = self._split(inner_p)
-            loss = self._task_losses(sub, rest, Z_all, y_all, False).mean()
-        else:
-            first_order = kind == "first_order"
-            if first_order:
-                # φ_i from detached parameters; the straight-through form θ_a + (φ_i − θ_a).detach() puts
-                # ∇L_out(φ_i) on θ_a, and the rest of θ gets its gradient at φ_i (MATH.md §3, FO-ANIL row).
-                with torch.no_grad():
-                    p0 = self._params(detach=True)
-                    inner_p0, Z_in = self._inner_inputs(p0, X_in)
-                    phi = self._adapt_batch(inner_p0, Z_in, y_in, self.inner_steps)
-                inner_p, Z_out = self._inner_inputs(params, X_out)
-                sub, rest = self._split(inner_p)
-                phi = {k: sub[k] + (phi[k] - sub[k]).detach() for k in sub}
-            else:
-                # second order: differentiate through the inner loop (and through the support features)
-                inner_p, Z_in = self._inner_inputs(params, X_in)
-                phi = self._adapt_batch(inner_p, Z_in, y_in, self.inner_steps)
-                _, Z_out = self._inner_inputs(params, X_out)
-                _, rest = self._split(inner_p)
-            loss = self._task_losses(phi, rest, Z_out, y_out, True).mean()
-
-        gs = torch.autograd.grad(loss, [params[k] for k in names], allow_unused=True)
-        grads = {k: (torch.zeros_like(params[k]) if g is None else g) for k, g in zip(names, gs)}
-        return grads, float(loss.detach())
+        return engine.meta_grad(
+            self._forward_fn(),
+            self._loss_fn,
+            self._params(),
+            batch,
+            keys=self.adapt_keys_,
+            order=self._spec().order,
+            alpha=float(self.inner_lr),
+            steps=self.inner_steps,
+            inputs=self._inner_inputs,
+        )
 
     def meta_grad(self, batch) -> Params:
         """The outer gradient on one batch of tasks (mean over tasks), shaped like the parameters.
@@ -550,14 +475,13 @@ class MetaLearner:
             p0 = self._params(detach=True)
             inner_p, Z_in = self._inner_inputs(p0, b.X_in)
             _, Z_out = self._inner_inputs(p0, b.X_out)
-            sub, rest = self._split(inner_p)
+            sub, rest = engine.split(inner_p, self.adapt_keys_)
             forward = self._forward_fn()
             batched, done = False, 0
             for s in steps:
                 if s > done:
-                    sub = vmap(
-                        self._adapt_fn(s - done), in_dims=(0 if batched else None, None, 0, 0), randomness="different"
-                    )(sub, rest, Z_in, b.y_in)
+                    lr = float(self.inner_lr)
+                    sub = engine.adapt_batch(forward, self._loss_fn, sub, rest, Z_in, b.y_in, lr, s - done, batched)
                     batched, done = True, s
                 pred = vmap(
                     lambda s_, X_: forward({**rest, **s_}, X_),

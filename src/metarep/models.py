@@ -1,4 +1,5 @@
-"""Models (MATH.md §2): the two-layer linear network and its functional form for ``torch.func``."""
+"""Models (MATH.md §2): the two-layer linear network, the ReLU networks, and their functional forms
+for ``torch.func`` (the loss lives with the engine, :mod:`metarep.engine`)."""
 
 from __future__ import annotations
 
@@ -37,9 +38,6 @@ class Relu3Params(NamedTuple):
     B: torch.Tensor
     w: torch.Tensor
     C: torch.Tensor
-
-
-MODEL_KINDS = ("linear", "relu2", "relu3")
 
 
 def init_model(
@@ -82,8 +80,3 @@ def relu3_forward(params: dict[str, torch.Tensor], X: torch.Tensor) -> torch.Ten
 
 
 FORWARDS = {"linear": linear_forward, "relu2": relu2_forward, "relu3": relu3_forward}
-
-
-def squared_loss(pred: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-    """``‖pred − y‖² / (2n)`` over the last axis (MATH.md §2)."""
-    return 0.5 * ((pred - y) ** 2).mean(-1)

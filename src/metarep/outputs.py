@@ -12,7 +12,7 @@ import numpy as np
 import torch
 
 from .config import Config, from_dict
-from .files import atomic_write_bytes, git_commit, versions, write_csv, write_json
+from .files import atomic_write_bytes, write_csv, write_json, write_result
 from .models import LinearParams, Relu3Params
 from .plots import plot_dynamics
 from .tasks import LinearRepTasks
@@ -74,16 +74,7 @@ def save_run(result: RunResult, out_dir: str | Path) -> Path:
     """
     out = Path(out_dir)
     cfg = result.config
-    write_json(
-        out / "config.json",
-        {
-            "config": cfg.to_dict(),
-            "digest": cfg.digest(),
-            "seeds": result.seeds,
-            "versions": versions(),
-            "git_commit": git_commit(),
-        },
-    )
+    write_result(out / "config.json", {"config": cfg.to_dict(), "digest": cfg.digest(), "seeds": result.seeds})
     save_params(out / "params.npz", result)
     write_csv(out / "history.csv", result.history)
     title = (

@@ -17,6 +17,7 @@ __all__ = [
     "FreshTasks",
     "GramBatch",
     "LinearRepTasks",
+    "MergedBatch",
     "TaskBatch",
     "TaskPool",
     "task_cov_diag",
@@ -70,6 +71,25 @@ class GramBatch(NamedTuple):
             return X.transpose(1, 2) @ X / m, torch.einsum("nm,nmd->nd", y, X) / m
 
         return cls(*moments(b.X_in, b.y_in), *moments(b.X_out, b.y_out))
+
+
+class MergedBatch(NamedTuple):
+    """The same tasks as a :class:`TaskBatch` with their inner and outer samples together:
+    ``X (N, m, d)``, ``y (N, m)``, ``m = m_in + m_out``; for methods that fit all samples of a task
+    (the baselines), so that no step copies the pool."""
+
+    X: torch.Tensor
+    y: torch.Tensor
+
+    num_tasks = TaskBatch.num_tasks
+    select = TaskBatch.select
+
+    def merged(self) -> tuple[torch.Tensor, torch.Tensor]:
+        return self.X, self.y
+
+    @classmethod
+    def from_batch(cls, b: TaskBatch) -> MergedBatch:
+        return cls(*b.merged())
 
 
 def task_cov_diag(k: int, kind: str, trace: float | None = None) -> torch.Tensor:
@@ -199,11 +219,17 @@ class TaskPool:
     ``batches()`` yields the tasks of one step in chunks whose temporaries hold about 2^22 numbers
     (16 MB in float32); smaller chunks were slower on a 2-core CPU with a 32 MB cache (``metarep
     bench``: their per-call overhead outweighs the cache reuse). ``layout`` picks what the steps read:
-    ``"samples"`` (the pool as sampled), ``"dual"`` (:class:`DualBatch`) or ``"gram"``
-    (:class:`GramBatch`).
+    ``"samples"`` (the pool as sampled), ``"dual"`` (:class:`DualBatch`), ``"gram"``
+    (:class:`GramBatch`) or ``"merged"`` (:class:`MergedBatch`, the whole pool in one chunk: the
+    baselines fit all tasks at once).
     """
 
-    LAYOUTS = {"samples": lambda b: b, "dual": DualBatch.from_batch, "gram": GramBatch.from_batch}
+    LAYOUTS = {
+        "samples": lambda b: b,
+        "dual": DualBatch.from_batch,
+        "gram": GramBatch.from_batch,
+        "merged": MergedBatch.from_batch,
+    }
 
     def __init__(
         self,
@@ -221,8 +247,13 @@ class TaskPool:
         self.steps_pool: TaskBatch | DualBatch | GramBatch = self.LAYOUTS[layout](pool)
         # the largest temporaries per task: a copy of the samples (m×d), a Gram pair (2d×d), or,
         # with both layouts, vectors of d numbers only
-        rows = {"samples": m, "gram": 2 * d, "dual": 1}[layout]
-        self.chunk = chunk or chunk_size(rows, d, 2**22)
+        rows = {"samples": m, "gram": 2 * d, "dual": 1, "merged": m}[layout]
+        self.chunk = chunk or (pool.num_tasks if layout == "merged" else chunk_size(rows, d, 2**22))
+
+    @property
+    def num_tasks(self) -> int:
+        """N, the tasks in the pool."""
+        return self.pool.num_tasks
 
     def batches(self):
         batch = self.steps_pool

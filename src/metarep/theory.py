@@ -29,10 +29,6 @@ import torch
 
 from .tasks import task_cov_diag
 
-# Methods whose infinite-task dynamics at w = 0 are B ← B − βα(MG − S)B (FO-MAML ≡ FO-ANIL at w = 0),
-# and those whose dynamics are B ← B − βα(MG + GM − 2S)B (MAML ≡ ANIL at w = 0); MATH.md §4.
-FIRST_ORDER_DYNAMICS = ("fo_anil", "fo_maml")
-SECOND_ORDER_DYNAMICS = ("anil", "maml")
 DEFAULT_M_TEST = (5, 10, 20, 50, 100)
 
 
@@ -240,15 +236,20 @@ def check_step_sizes(cfg) -> list[StepSizeCheck]:
     Methods without these dynamics (reptile, multitask, moments) get no checks. In the finite and
     fresh regimes the expected update is the same, so the checks apply there as heuristics.
     """
+    from .methods import registry
+
     me = cfg.method
-    if me.name not in FIRST_ORDER_DYNAMICS + SECOND_ORDER_DYNAMICS:
+    # a spec's dynamics class (MATH.md §4): "first_order", B ← B − βα(MG − S)B (FO-ANIL, and FO-MAML
+    # at w = 0), or "second_order", B ← B − βα(MG + GM − 2S)B (ANIL, and MAML at w = 0)
+    dynamics = registry.get(me.name).dynamics
+    if dynamics is None:
         return []
     s = task_cov_diag(cfg.task.k, cfg.task.task_cov, cfg.cov_trace)
     a, beta, m_in, d, width = me.alpha, me.beta, cfg.data.m_in, cfg.task.d, cfg.width
     s_max = float(s.max())
     b = unlearning_b(float(s.sum()), cfg.task.sigma2, m_in)
     lam_max = (1 + 1 / m_in) * s_max + b
-    second = me.name in SECOND_ORDER_DYNAMICS
+    second = dynamics == "second_order"
     out = []
     lim = 0.5 if second else 1.0
     v = a * beta * s_max

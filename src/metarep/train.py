@@ -1,8 +1,9 @@
 """The training loop: config → tasks → method → steps → metrics.
 
-The loop does not know which method it runs: it asks :mod:`metarep.methods` for a gradient
-function and applies ``params ← params − β · grad``. It evaluates every ``run.eval_every`` steps,
-stops on NaN/inf (keeping the last finite state), and stops cleanly on Ctrl-C.
+The loop does not know which method it runs: it asks :mod:`metarep.methods` for a stepper and
+calls ``state = step(state, data)`` with each step's tasks (``None`` when infinite). It evaluates
+every ``run.eval_every`` steps, stops on NaN/inf (keeping the last finite state), and stops cleanly
+on Ctrl-C.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ import torch
 from tqdm.auto import tqdm
 
 from .config import Config
-from .methods import Stepper, make_stepper, pool_layout
+from .methods import Stepper, TrainState, make_stepper, pool_layout
 from .metrics import representation_metrics
 from .models import init_model
 from .tasks import FreshTasks, LinearRepTasks, TaskPool
@@ -54,8 +55,8 @@ def _generator(seed: int, device: str) -> torch.Generator:
     return g
 
 
-def build(cfg: Config) -> tuple[LinearRepTasks, NamedTuple, Stepper, dict[str, int]]:
-    """Ground truth, initial state and the stepper of one run."""
+def build(cfg: Config) -> tuple[LinearRepTasks, TrainState, Stepper, TaskPool | FreshTasks | None, dict[str, int]]:
+    """Ground truth, initial state, the stepper and the source of each step's tasks of one run."""
     dtype, dev = DTYPES[cfg.run.dtype], cfg.run.device
     seeds = seeds_for(cfg.run.seed)
     t = cfg.task
@@ -89,10 +90,10 @@ def build(cfg: Config) -> tuple[LinearRepTasks, NamedTuple, Stepper, dict[str, i
                 tasks.sample(da.tasks, da.m_in, da.m_out, gen), da.task_batch, gen, layout=pool_layout(cfg)
             )
     stepper = make_stepper(cfg, tasks, source)
-    return tasks, stepper.init(params), stepper, seeds
+    return tasks, stepper.init(params), stepper, source, seeds
 
 
-def _row(step: int, params: NamedTuple, tasks: LinearRepTasks, alpha: float) -> dict[str, float]:
+def _row(step: int, params: NamedTuple, tasks: LinearRepTasks) -> dict[str, float]:
     m = representation_metrics(params[0], params[1], tasks)
     row: dict[str, float] = {"step": step}
     for j, e in enumerate(m.pop("signal_eigs"), 1):
@@ -113,25 +114,25 @@ def _finite(params: NamedTuple) -> bool:
 def train(cfg: Config, *, progress: bool | None = None, on_eval: Callable[[dict], None] | None = None) -> RunResult:
     """Run ``cfg`` and return its history and summary. ``progress=None`` shows a bar on a TTY only."""
     t0 = time.perf_counter()
-    tasks, params, stepper, seeds = build(cfg)
+    tasks, state, stepper, source, seeds = build(cfg)
     beta, every = cfg.method.beta, cfg.run.eval_every
     steps = min(cfg.run.steps, 1) if stepper.one_shot else cfg.run.steps
-    history = [_row(0, params, tasks, cfg.method.alpha)]
+    history = [_row(0, state.params, tasks)]
     status, message, done = "complete", "", 0
     bar = tqdm(total=steps, disable=(not progress) if progress is not None else None, unit="step", leave=False)
     try:
         for step in range(1, steps + 1):
-            new = stepper.step(params)
-            if not _finite(new):
+            new = stepper.step(state, None if source is None else source.batches())
+            if not _finite(new.params):
                 status = "diverged"
                 message = (
                     f"diverged at step {step}: parameters became NaN/inf or exceeded {BLOWUP:g}; lower method.beta "
                     f"(now {beta}, try {beta / 2:g}), or method.alpha (now {cfg.method.alpha}) if that is not enough"
                 )
                 break
-            params, done = new, step
+            state, done = new, step
             if step % every == 0 or step == steps:
-                history.append(_row(step, params, tasks, cfg.method.alpha))
+                history.append(_row(step, state.params, tasks))
                 if on_eval is not None:
                     on_eval(history[-1])
                 bar.set_postfix(perp_norm2=f"{history[-1]['perp_norm2']:.3g}", sin=f"{history[-1]['subspace_sin']:.2g}")
@@ -141,12 +142,12 @@ def train(cfg: Config, *, progress: bool | None = None, on_eval: Callable[[dict]
     finally:
         bar.close()
     if history[-1]["step"] != done:
-        history.append(_row(done, params, tasks, cfg.method.alpha))
-    summary = _summary(cfg, history, params, status, time.perf_counter() - t0)
-    return RunResult(cfg, params, tasks, history, summary, status, message, seeds)
+        history.append(_row(done, state.params, tasks))
+    summary = _summary(cfg, history, status, time.perf_counter() - t0)
+    return RunResult(cfg, state.params, tasks, history, summary, status, message, seeds)
 
 
-def _summary(cfg: Config, history: list[dict], params: NamedTuple, status: str, wall: float) -> dict[str, object]:
+def _summary(cfg: Config, history: list[dict], status: str, wall: float) -> dict[str, object]:
     last = history[-1]
     k = cfg.task.k
     out: dict[str, object] = {

@@ -20,6 +20,7 @@ from pathlib import Path
 from tqdm.auto import tqdm
 
 from ..config import Config, load_config
+from ..methods import registry
 
 
 @dataclass(frozen=True)
@@ -57,7 +58,7 @@ def is_complete(run_dir: Path, spec: RunSpec) -> bool:
     return not spec.m_test or (run_dir / "evaluation.json").is_file()
 
 
-def execute(spec: RunSpec, run_dir: str, threads: int = 0) -> str:
+def execute(spec: RunSpec, run_dir: str, threads: int = 0, plugins: tuple[str, ...] = ()) -> str:
     """Train, save and (optionally) evaluate one run into ``run_dir``; returns its final status."""
     import torch
 
@@ -65,6 +66,7 @@ def execute(spec: RunSpec, run_dir: str, threads: int = 0) -> str:
     from ..outputs import load_run, save_run
     from ..train import train
 
+    registry.load_plugins(plugins)  # methods registered outside metarep in the parent process
     if threads:
         torch.set_num_threads(threads)
     out = Path(run_dir)
@@ -102,7 +104,8 @@ def run_all(specs: list[RunSpec], store: Path, jobs: int, progress: bool | None 
     started = time.perf_counter()
     ctx = multiprocessing.get_context("spawn")
     with ProcessPoolExecutor(max_workers=jobs, mp_context=ctx) as pool:
-        futures = {pool.submit(execute, s, str(store / k), threads): k for k, s in todo.items()}
+        plugins = registry.plugin_modules()
+        futures = {pool.submit(execute, s, str(store / k), threads, plugins): k for k, s in todo.items()}
         pending = set(futures)
         try:
             while pending:

@@ -1,4 +1,5 @@
-"""Small helpers shared by the benchmarks: seeds from one integer, and a thread-count context."""
+"""Small helpers shared by the benchmarks: seeds from one integer, a thread-count context, the methods
+they accept and the validation of the options they share."""
 
 from __future__ import annotations
 
@@ -37,14 +38,23 @@ def need(ok: bool, key: str, allowed: str, value) -> None:
         raise ValueError(f"{key}: must be {allowed}, got {value!r}")
 
 
-def validate_meta_options(cfg, methods: tuple[str, ...]) -> None:
+def meta_methods() -> tuple[str, ...]:
+    """The meta-learning methods :class:`~metarep.learner.MetaLearner` runs, in the registry's order
+    (``pretrain``, the benchmarks' baseline, is not one of them)."""
+    from ..methods import registry
+
+    return registry.names(learner=True, kind="meta")
+
+
+def validate_meta_options(cfg) -> None:
     """The options every few-shot benchmark shares: methods, outer loop, inner loop, evaluation."""
     import math
 
+    methods = meta_methods()
     need(
-        len(cfg.methods) > 0 and all(m in methods and m != "pretrain" for m in cfg.methods),
+        len(cfg.methods) > 0 and all(m in methods for m in cfg.methods),
         "--methods",
-        "a comma-separated subset of fo_anil, anil, fo_maml, maml, reptile",
+        f"a comma-separated subset of {', '.join(methods)}",
         ",".join(cfg.methods),
     )
     need(cfg.iterations >= 0, "--iterations", ">= 0", cfg.iterations)

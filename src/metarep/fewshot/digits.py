@@ -26,9 +26,10 @@ import torch.nn.functional as F
 from torch import nn
 from tqdm.auto import tqdm
 
-from ..learner import METHODS, MetaLearner, mean_ci, tune_inner_lr
+from ..learner import MetaLearner, mean_ci, tune_inner_lr
+from ..methods import registry
 from ._util import need, spawn_seeds, torch_threads, validate_meta_options
-from .images import ClassImages, EpisodeSampler, load_digits, rotate_classes
+from .images import ClassImages, EpisodeSampler, rotate_classes
 
 
 def conv_net(
@@ -72,7 +73,7 @@ class FewShotConfig:
     seed: int = 0
 
     def validate(self) -> None:
-        validate_meta_options(self, METHODS)
+        validate_meta_options(self)
         need(self.ways >= 2, "--ways", ">= 2", self.ways)
         need(self.shots >= 1, "--shots", ">= 1", self.shots)
         need(self.queries >= 1, "--queries", ">= 1", self.queries)
@@ -112,6 +113,17 @@ def split_by_class(data: ClassImages, test_classes: tuple[str, ...], rotations: 
         raise ValueError("--test-classes: no class is left for meta-training")
     rot = lambda ids: rotate_classes(data.subset(ids), rotations)  # noqa: E731
     return rot(train_ids), rot(test_ids)
+
+
+def random_class_split(num_classes: int, test_fraction: float, seed: int) -> tuple[list[int], list[int]]:
+    """Class indices split at random into meta-train and meta-test, ``(train_ids, test_ids)``, each sorted.
+
+    A ``test_fraction`` of the ``num_classes`` classes (rounded, at least one, leaving at least one) is
+    held out; the permutation is seeded by the ``split`` seed of ``seed``, as in :func:`run_fewshot`.
+    """
+    perm = torch.randperm(num_classes, generator=torch.Generator().manual_seed(_seeds(seed)["split"]))
+    n_test = min(max(1, round(test_fraction * num_classes)), num_classes - 1)
+    return sorted(perm[n_test:].tolist()), sorted(perm[:n_test].tolist())
 
 
 def pretrain_classifier(
@@ -223,21 +235,12 @@ def _run_fewshot(
     return FewShotResult(cfg, rows, train.class_names, test.class_names, history, seconds, seeds, dataset)
 
 
-def run_digits(cfg: FewShotConfig, *, progress: bool | None = None, threads: int | None = 1) -> FewShotResult:
-    """:func:`run_fewshot` on scikit-learn's digits split by ``cfg.test_classes`` and rotated ``cfg.rotations`` ways."""
-    cfg.validate()
-    train, test = split_by_class(load_digits(), cfg.test_classes, cfg.rotations)
-    return run_fewshot(train, test, cfg, progress=progress, dataset="sklearn digits 8x8", threads=threads)
+BASELINE_LABEL = "no meta-learning"
 
 
-LABELS = {
-    "pretrain": "no meta-learning",
-    "fo_anil": "FO-ANIL",
-    "anil": "ANIL",
-    "fo_maml": "FO-MAML",
-    "maml": "MAML",
-    "reptile": "Reptile",
-}
+def method_label(method: str) -> str:
+    """How tables and figures name ``method``: the registry's label, or :data:`BASELINE_LABEL` for ``pretrain``."""
+    return BASELINE_LABEL if method == "pretrain" else registry.label(method)
 
 
 def plot_fewshot(result: FewShotResult, path: str | Path, test_images: ClassImages | None = None) -> None:
@@ -256,7 +259,7 @@ def plot_fewshot(result: FewShotResult, path: str | Path, test_images: ClassImag
             smooth,
             color="k" if name == "pretrain" else f"C{i}",
             ls="--" if name == "pretrain" else "-",
-            label=LABELS.get(name, name),
+            label=method_label(name),
         )
     ax1.set_xlabel("outer step")
     ax1.set_ylabel("training loss (query, after adaptation)")
@@ -280,7 +283,7 @@ def plot_fewshot(result: FewShotResult, path: str | Path, test_images: ClassImag
         for x, r in zip(xs, rs):
             ax2.text(x, r["accuracy"] + r["ci95"] + 0.01, f"{100 * r['accuracy']:.1f}", ha="center", fontsize=8)
     ax2.axhline(1 / result.config.ways, color="gray", ls=":", lw=1, label="chance")
-    ax2.set_xticks(np.arange(len(names)), [LABELS.get(n, n) for n in names])
+    ax2.set_xticks(np.arange(len(names)), [method_label(n) for n in names])
     ax2.set_ylim(0, 1.05)
     ax2.set_ylabel(f"accuracy on {result.config.test_tasks} test episodes (95% interval)")
     ax2.set_title(f"{result.config.ways}-way {result.config.shots}-shot, unseen classes")
@@ -294,12 +297,12 @@ def plot_fewshot(result: FewShotResult, path: str | Path, test_images: ClassImag
 
 def save_fewshot(result: FewShotResult, out_dir: str | Path, benchmark: str = "digits") -> list[Path]:
     """Write ``results.json``, ``results.csv`` and ``accuracy.png`` atomically."""
-    from ..files import git_commit, versions, write_csv, write_json
+    from ..files import write_csv, write_result
 
     out = Path(out_dir)
     write_csv(out / "results.csv", result.rows)
     plot_fewshot(result, out / "accuracy.png")
-    write_json(
+    write_result(
         out / "results.json",
         {
             "benchmark": benchmark,
@@ -310,8 +313,6 @@ def save_fewshot(result: FewShotResult, out_dir: str | Path, benchmark: str = "d
             "test_classes": list(result.test_classes),
             "results": result.rows,
             "train_seconds": result.train_seconds,
-            "versions": versions(),
-            "git_commit": git_commit(),
         },
     )
     return [out / "results.json", out / "results.csv", out / "accuracy.png"]

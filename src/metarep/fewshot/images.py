@@ -149,7 +149,6 @@ class EpisodeSampler:
         self.data, self.ways, self.shots, self.queries, self.generator = data, ways, shots, queries, generator
         order = torch.argsort(data.labels, stable=True)
         starts = torch.cumsum(counts, 0) - counts
-        self._counts = counts
         # (C, max_count) table of image indices per class, padded with index 0 (never drawn)
         col = torch.arange(int(counts.max()))
         self._table = order[(starts[:, None] + col).clamp(max=len(order) - 1)]

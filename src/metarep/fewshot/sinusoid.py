@@ -23,7 +23,8 @@ import torch
 from torch import nn
 
 from ..batch import TaskBatch
-from ..learner import METHODS, MetaLearner, mean_ci, tune_inner_lr
+from ..learner import MetaLearner, mean_ci, tune_inner_lr
+from ..methods import registry
 from ._util import need, spawn_seeds, torch_threads, validate_meta_options
 
 
@@ -108,7 +109,7 @@ class SinusoidConfig:
     seed: int = 0
 
     def validate(self) -> None:
-        validate_meta_options(self, METHODS)
+        validate_meta_options(self)
         need(
             len(self.shots) > 0 and all(isinstance(k, int) and k >= 1 for k in self.shots),
             "--shots",
@@ -214,14 +215,12 @@ def run_sinusoid(
     return SinusoidResult(cfg, rows, curves, seconds, seeds)
 
 
-LABELS = {
-    "pretrain": "pretrained baseline",
-    "fo_anil": "FO-ANIL",
-    "anil": "ANIL",
-    "fo_maml": "FO-MAML",
-    "maml": "MAML",
-    "reptile": "Reptile",
-}
+BASELINE_LABEL = "pretrained baseline"
+
+
+def method_label(method: str) -> str:
+    """How tables and figures name ``method``: the registry's label, or :data:`BASELINE_LABEL` for ``pretrain``."""
+    return BASELINE_LABEL if method == "pretrain" else registry.label(method)
 
 
 def plot_curves(result: SinusoidResult, K: int, path: str | Path) -> None:
@@ -250,7 +249,7 @@ def plot_curves(result: SinusoidResult, K: int, path: str | Path) -> None:
                 )
             ax.scatter(task["x_support"], task["y_support"], color="k", marker="^", s=22, zorder=5, label=f"{K} shots")
             if r == 0:
-                ax.set_title(LABELS.get(method, method))
+                ax.set_title(method_label(method))
             if c == 0:
                 ax.set_ylabel(f"A={task['amplitude']:.2f}, φ={task['phase']:.2f}")
     handles, labels = axes[0][0].get_legend_handles_labels()
@@ -282,12 +281,12 @@ def plot_mse(result: SinusoidResult, path: str | Path) -> None:
                 capsize=3,
                 color="k" if method == "pretrain" else f"C{i}",
                 ls="--" if method == "pretrain" else "-",
-                label=LABELS.get(method, method),
+                label=method_label(method),
             )
             for r in result.rows:
                 if r["shots"] == K and r["method"] == method and r["mse"] is None:
                     ax.annotate(
-                        f"{LABELS.get(method, method)}: diverged on {r['diverged']} tasks",
+                        f"{method_label(method)}: diverged on {r['diverged']} tasks",
                         (r["steps"], 1.0),
                         xycoords=("data", "axes fraction"),
                         xytext=(0, -12 * (i + 1)),
@@ -306,7 +305,7 @@ def plot_mse(result: SinusoidResult, path: str | Path) -> None:
 
 def save_sinusoid(result: SinusoidResult, out_dir: str | Path) -> list[Path]:
     """Write ``results.json``, ``results.csv``, ``mse.png`` and ``curves_K{K}.png`` atomically."""
-    from ..files import git_commit, versions, write_csv, write_json
+    from ..files import write_csv, write_result
 
     out = Path(out_dir)
     write_csv(out / "results.csv", result.rows)
@@ -315,7 +314,7 @@ def save_sinusoid(result: SinusoidResult, out_dir: str | Path) -> list[Path]:
     for K in result.config.shots:
         plot_curves(result, K, out / f"curves_K{K}.png")
         paths.append(out / f"curves_K{K}.png")
-    write_json(
+    write_result(
         out / "results.json",
         {
             "benchmark": "sinusoid",
@@ -323,8 +322,6 @@ def save_sinusoid(result: SinusoidResult, out_dir: str | Path) -> list[Path]:
             "seeds": result.seeds,
             "results": result.rows,
             "train_seconds": result.train_seconds,
-            "versions": versions(),
-            "git_commit": git_commit(),
         },
     )
     return [out / "results.json"] + paths

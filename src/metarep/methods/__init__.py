@@ -1,132 +1,106 @@
-"""Meta-learning methods and baselines. Each method is one short module with the update it
-implements; this registry turns a config into a *stepper*: the initial state and the function that
-makes one training step. The training loop only calls the stepper.
+"""Meta-learning methods and baselines on the linear harness.
 
-Meta-learning methods (``fo_anil``, ``anil``, ``fo_maml``, ``maml``, ``reptile``) step
-``params ← params − β · grad`` with the mean outer gradient over a batch of tasks (finite and fresh
-regimes, closed form or ``torch.func``) or its exact expectation (infinite regime, MATH.md §4).
-Baselines: ``multitask`` (shared ``B``, one head per task) and ``moments`` (one-shot estimate).
+Each method is one short module that implements its update next to the equation and declares
+itself with a :class:`~metarep.methods.registry.MethodSpec`. This module turns a config into a
+*stepper* (:mod:`metarep.methods.stepper`) by reading the spec, never the method's name:
+
+- infinite tasks: the spec's exact expected gradient (MATH.md §4);
+- a fixed pool or fresh tasks: the spec's batched closed form where it covers the inner steps on the
+  linear model, and the functional engine (:mod:`metarep.engine`) otherwise, averaged over the
+  chunks of the step's tasks;
+- then the outer update (:func:`~metarep.methods.stepper.sgd` with ``method.beta``);
+- baselines bring their own stepper.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import NamedTuple
 
-import torch
+from .. import engine
+from ..models import FORWARDS, LinearParams
+from .registry import MethodSpec, get, names, register, specs
+from .stepper import GradFn, StepData, Stepper, TrainState, mean_over_chunks, meta_stepper, sgd
 
-from ..models import FORWARDS, LinearParams, axpy, linear_forward
-from ..tasks import FreshTasks, GramBatch, LinearRepTasks, TaskBatch, TaskPool
-from .anil import anil_grad
-from .fo_anil import fo_anil_grad, fo_anil_grad_gram
-from .fo_maml import fo_maml_grad
-from .generic import meta_grad
-from .maml import maml_grad
-from .moments import moments_estimate
-from .multitask import MultitaskParams, init_heads, multitask_stepper
-from .reptile import reptile_generic, reptile_grad
-
-GradFn = Callable[[LinearParams, TaskBatch], LinearParams]
-State = NamedTuple  # first field B (d, k'), second the head(s)
-
-META_METHODS = ("fo_anil", "anil", "fo_maml", "maml", "reptile")
-
-# name -> (adapted parameters, first order) for the generic torch.func path.
-GENERIC_SPEC: dict[str, tuple[tuple[str, ...], bool]] = {
-    "fo_anil": (("w",), True),
-    "anil": (("w",), False),
-    "fo_maml": (("B", "w"), True),
-    "maml": (("B", "w"), False),
-}
+__all__ = [
+    "DUAL_MAX_NUMBERS",
+    "MethodError",
+    "MethodSpec",
+    "Stepper",
+    "TrainState",
+    "chunked_mean",
+    "engine_grad",
+    "expected_grad_fn",
+    "generic_linear_grad",
+    "get",
+    "make_stepper",
+    "names",
+    "outer_grad_fn",
+    "pool_layout",
+    "register",
+    "specs",
+]
 
 
 class MethodError(ValueError):
     """A method asked for a regime or state it does not support."""
 
 
-@dataclass(frozen=True)
-class Stepper:
-    """``init(B_0, w_0) -> state``; ``step(state) -> state``; ``one_shot``: one step is the whole fit."""
-
-    init: Callable[[LinearParams], State]
-    step: Callable[[State], State]
-    one_shot: bool = False
-
-
-def generic_linear_grad(name: str, alpha: float, inner_steps: int) -> GradFn:
-    """The ``torch.func`` path of method ``name`` on the two-layer linear model."""
-
-    def fn(params: LinearParams, batch: TaskBatch) -> LinearParams:
-        p = params._asdict()
-        if name == "reptile":
-            g = reptile_generic(linear_forward, p, batch, alpha=alpha, inner_steps=inner_steps)
-        else:
-            keys, first_order = GENERIC_SPEC[name]
-            g = meta_grad(
-                linear_forward, p, batch, alpha=alpha, adapt_keys=keys, first_order=first_order, inner_steps=inner_steps
-            )
-        return LinearParams(g["B"], g["w"])
-
-    return fn
+def _meta_spec(name: str) -> MethodSpec:
+    try:
+        spec = get(name)
+    except KeyError:
+        spec = None
+    if spec is None or not spec.is_meta:
+        allowed = ", ".join(names(kind="meta", harness=True))
+        raise MethodError(f"method.name: {name!r} is not a meta-learning method; allowed: {allowed}")
+    return spec
 
 
-def generic_model_grad(kind: str, name: str, alpha: float, inner_steps: int) -> GradFn:
-    """The ``torch.func`` path of method ``name`` on a model of ``kind`` (any parameter tuple)."""
+def engine_grad(name: str, alpha: float, inner_steps: int, kind: str = "linear") -> GradFn:
+    """Mean outer gradient of method ``name`` on a model of ``kind`` through :mod:`metarep.engine`,
+    with the theory's loss ½·MSE; ``(params, batch) -> grads`` shaped like ``params``."""
+    spec = _meta_spec(name)
     forward = FORWARDS[kind]
-    spec, first_order = GENERIC_SPEC[name]
 
-    def fn(params: NamedTuple, batch: TaskBatch) -> NamedTuple:
-        keys = params._fields if "B" in spec else spec  # MAML-type adapt every layer; ANIL-type the head
-        g = meta_grad(
-            forward,
-            params._asdict(),
-            batch,
-            alpha=alpha,
-            adapt_keys=keys,
-            first_order=first_order,
-            inner_steps=inner_steps,
-        )
+    def fn(params: NamedTuple, batch) -> NamedTuple:
+        needs_grad = spec.order != "reptile"
+        p = {k: v.detach().requires_grad_(needs_grad) for k, v in params._asdict().items()}
+        keys = engine.adapt_keys(list(p), spec.adapts, lambda n: n == "w")  # the head is w
+        g, _ = engine.meta_grad(forward, engine.half_mse, p, batch, keys=keys, order=spec.order, alpha=alpha,
+                                steps=inner_steps)  # fmt: skip
         return type(params)(**g)
 
     return fn
 
 
-def outer_grad_fn(name: str, alpha: float, inner_steps: int = 1, impl: str = "closed_form") -> GradFn:
-    """Mean outer gradient of meta-learning method ``name`` on a batch of tasks.
+def generic_linear_grad(name: str, alpha: float, inner_steps: int) -> GradFn:
+    """:func:`engine_grad` on the two-layer linear model (the ``impl = "autodiff"`` path)."""
+    return engine_grad(name, alpha, inner_steps, "linear")
 
-    ``impl="closed_form"`` uses the batched linear algebra of the method's module where it covers
-    ``inner_steps`` (FO-ANIL and Reptile: any; ANIL, FO-MAML, MAML: one step), and ``torch.func``
-    otherwise; ``impl="autodiff"`` always uses ``torch.func``.
+
+def outer_grad_fn(name: str, alpha: float, inner_steps: int = 1, impl: str = "closed_form") -> GradFn:
+    """Mean outer gradient of meta-learning method ``name`` on a batch of tasks of the linear model.
+
+    ``impl="closed_form"`` uses the spec's batched closed form where it covers ``inner_steps``, and
+    the engine otherwise; ``impl="autodiff"`` always uses the engine.
     """
-    if name not in META_METHODS:
-        raise MethodError(f"method.name: {name!r} is not a meta-learning method; allowed: {', '.join(META_METHODS)}")
-    if impl == "closed_form":
-        if name == "fo_anil":
-            return lambda p, b: fo_anil_grad(p, b, alpha, inner_steps)
-        if name == "reptile":
-            return lambda p, b: reptile_grad(p, b, alpha, inner_steps)
-        if inner_steps == 1:
-            one_step = {"anil": anil_grad, "fo_maml": fo_maml_grad, "maml": maml_grad}[name]
-            return lambda p, b: one_step(p, b, alpha)
+    spec = _meta_spec(name)
+    if impl == "closed_form" and spec.covers(inner_steps):
+        return lambda p, b: spec.closed_form(p, b, alpha, inner_steps)
     return generic_linear_grad(name, alpha, inner_steps)
 
 
-def expected_grad_fn(name: str, alpha: float, inner_steps: int, m_in: int, tasks: LinearRepTasks):
-    """Exact infinite-task gradient of method ``name`` (MATH.md §4)."""
-    from ..population import fo_anil_expected_grad, fo_maml_expected_grad, second_order_expected_grad
-
+def expected_grad_fn(
+    name: str, alpha: float, inner_steps: int, m_in: int, tasks
+) -> Callable[[LinearParams], LinearParams]:
+    """Exact infinite-task gradient of method ``name`` (MATH.md §4), ``params -> grads``."""
     if inner_steps != 1:
         raise MethodError("method.inner_steps: the infinite-task regime is exact only for 1 inner step")
-    fns = {
-        "fo_anil": fo_anil_expected_grad,
-        "fo_maml": fo_maml_expected_grad,
-        "anil": second_order_expected_grad,
-        "maml": second_order_expected_grad,
-    }
-    if name not in fns:
+    spec = get(name)
+    if spec.expected_grad is None:
         raise MethodError(f"method.name: {name!r} has no infinite-task update; use data.tasks = N")
-    fn = fns[name]
+    fn = spec.expected_grad
 
     def expected(params: LinearParams) -> LinearParams:
         try:
@@ -137,18 +111,9 @@ def expected_grad_fn(name: str, alpha: float, inner_steps: int, m_in: int, tasks
     return expected
 
 
-def chunked_mean(batch_grad: GradFn, source: TaskPool | FreshTasks) -> Callable[[LinearParams], LinearParams]:
-    """Mean gradient over all tasks of one step, whether they come in one batch or in chunks."""
-
-    def grad(params: LinearParams) -> LinearParams:
-        total, n = None, 0
-        for batch in source.batches():
-            g, c = batch_grad(params, batch), batch.num_tasks
-            total = type(g)(*(x * c for x in g)) if total is None else axpy(total, g, -c)
-            n += c
-        return type(total)(*(x / n for x in total))
-
-    return grad
+def chunked_mean(batch_grad: GradFn, source) -> Callable[[NamedTuple], NamedTuple]:
+    """``params -> mean gradient`` over all tasks of one step of ``source`` (a pool or fresh tasks)."""
+    return lambda params: mean_over_chunks(batch_grad, params, source.batches())
 
 
 DUAL_MAX_NUMBERS = 2**28  # the second copy of a pool stays under 1 GiB in float32
@@ -157,42 +122,45 @@ DUAL_MAX_NUMBERS = 2**28  # the second copy of a pool stays under 1 GiB in float
 def pool_layout(cfg) -> str:
     """How a fixed pool of tasks is stored for the steps (:class:`metarep.tasks.TaskPool`).
 
-    ``"gram"``: per-task second moments, for FO-ANIL when both sets have more samples than
-    dimensions (``m > d``: ``N×d×d`` numbers instead of ``N×m×d``). ``"dual"``: the samples in two
-    layouts, for the closed forms that read ``X_in`` and ``X_out`` (the fast CPU products, at twice
-    the memory), unless the second copy would pass :data:`DUAL_MAX_NUMBERS`. ``"samples"`` otherwise.
+    From the spec's ``layouts``: ``"gram"`` (per-task second moments, ``N×d×d`` numbers instead of
+    ``N×m×d``) where the closed form reads it and both sets have more samples than dimensions;
+    ``"dual"`` (the samples in two layouts: the fast CPU products at twice the memory) where the
+    closed form reads it, unless the second copy would pass :data:`DUAL_MAX_NUMBERS`; a baseline's
+    own layout (``"merged"``); ``"samples"`` otherwise.
     """
     da, me = cfg.data, cfg.method
-    closed_linear = me.impl == "closed_form" and cfg.model.kind == "linear" and not cfg.infinite and not da.fresh
-    if closed_linear and me.name == "fo_anil" and min(da.m_in, da.m_out) > cfg.task.d:
+    spec = get(me.name)
+    if not spec.is_meta:
+        return spec.layouts[0]
+    closed_linear = (
+        me.impl == "closed_form"
+        and cfg.model.kind == "linear"
+        and not cfg.infinite
+        and not da.fresh
+        and spec.covers(me.inner_steps)
+    )
+    if closed_linear and "gram" in spec.layouts and min(da.m_in, da.m_out) > cfg.task.d:
         return "gram"
-    one_step = me.name == "fo_anil" or (me.name in ("anil", "fo_maml", "maml") and me.inner_steps == 1)
     small = da.tasks * (da.m_in + da.m_out) * cfg.task.d <= DUAL_MAX_NUMBERS
-    return "dual" if closed_linear and one_step and small else "samples"
+    return "dual" if closed_linear and "dual" in spec.layouts and small else "samples"
 
 
-def make_stepper(cfg, tasks: LinearRepTasks, source: TaskPool | FreshTasks | None) -> Stepper:
-    """The stepper of ``cfg.method`` on ``source`` (``None`` in the infinite regime)."""
+def _step_grad(cfg, tasks, spec: MethodSpec) -> Callable[[NamedTuple, StepData], NamedTuple]:
+    """``(params, data) -> mean gradient`` of one step of a meta-learning method."""
     me = cfg.method
-    if me.name in META_METHODS:
-        if source is None:
-            grad = expected_grad_fn(me.name, me.alpha, me.inner_steps, cfg.data.m_in, tasks)
-        elif cfg.model.kind != "linear":
-            grad = chunked_mean(generic_model_grad(cfg.model.kind, me.name, me.alpha, me.inner_steps), source)
-        elif isinstance(getattr(source, "steps_pool", None), GramBatch):
-            grad = chunked_mean(lambda p, b: fo_anil_grad_gram(p, b, me.alpha, me.inner_steps), source)
-        else:
-            grad = chunked_mean(outer_grad_fn(me.name, me.alpha, me.inner_steps, me.impl), source)
-        return Stepper(init=lambda p: p, step=lambda p: axpy(p, grad(p), me.beta))
+    if cfg.infinite:
+        expected = expected_grad_fn(me.name, me.alpha, me.inner_steps, cfg.data.m_in, tasks)
+        return lambda params, data: expected(params)
+    if cfg.model.kind == "linear":
+        batch_grad = outer_grad_fn(me.name, me.alpha, me.inner_steps, me.impl)
+    else:
+        batch_grad = engine_grad(me.name, me.alpha, me.inner_steps, cfg.model.kind)
+    return lambda params, data: mean_over_chunks(batch_grad, params, data)
 
-    if not isinstance(source, TaskPool):
-        raise MethodError(f"method.name: {me.name} needs a fixed pool of tasks (data.tasks = N, data.fresh = false)")
-    X, y = source.pool.merged()  # baselines use all m samples of each task
-    if me.name == "multitask":
-        step = multitask_stepper(X, y, me.balance, me.optimizer, me.beta)
-        return Stepper(init=lambda p: MultitaskParams(p.B, init_heads(X.shape[0], p.B.shape[1], p.B)), step=step)
-    if me.name == "moments":
-        B_hat = moments_estimate(X, y, cfg.task.k)
-        w0 = torch.zeros(cfg.task.k, dtype=B_hat.dtype, device=B_hat.device)
-        return Stepper(init=lambda p: p, step=lambda p: LinearParams(B_hat, w0), one_shot=True)
-    raise MethodError(f"method.name: unknown method {me.name!r}")
+
+def make_stepper(cfg, tasks, source) -> Stepper:
+    """The stepper of ``cfg.method`` (``source``: the task pool or fresh tasks; ``None`` when infinite)."""
+    spec = get(cfg.method.name)
+    if not spec.is_meta:
+        return spec.stepper(cfg, tasks, source)
+    return meta_stepper(_step_grad(cfg, tasks, spec), sgd(cfg.method.beta))

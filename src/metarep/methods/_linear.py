@@ -82,3 +82,13 @@ def adapt_head(
     for _ in range(steps - 1):
         W = torch.addmm(W, task_grad(X, y, W @ B.T, Xt), B, alpha=-alpha)
     return W
+
+
+def require_zero_head(params, method: str) -> None:
+    """Raise ``ValueError`` unless the head ``params.w`` is 0, where the infinite-task formulas of
+    ``method`` hold (MATH.md §4)."""
+    if bool(params.w.ne(0).any()):
+        raise ValueError(
+            f"method.name: the infinite-task update of {method} is exact only at head w = 0 (MATH.md §4); "
+            "this state has a non-zero head; use data.tasks = N"
+        )

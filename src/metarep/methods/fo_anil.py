@@ -2,7 +2,8 @@
 at the adapted head as if the adaptation were constant.
 
 Per task ``i``:  ``w_i = w − α Bᵀ g_in``,  ``g_out = X_outᵀ(X_out B w_i − y_out) / m_out``;
-outer gradient ``(g_out w_iᵀ, Bᵀ g_out)`` averaged over tasks.
+outer gradient ``(g_out w_iᵀ, Bᵀ g_out)`` averaged over tasks. The batched closed form covers
+any number of inner steps and every pool layout; the infinite-task gradient is exact at any head.
 """
 
 from __future__ import annotations
@@ -10,8 +11,9 @@ from __future__ import annotations
 import torch
 
 from ..models import LinearParams
-from ..tasks import GramBatch, TaskBatch
+from ..tasks import GramBatch, LinearRepTasks, TaskBatch
 from ._linear import adapt_head, row_sums, task_grad
+from .registry import MethodSpec, register
 
 
 def fo_anil_terms(
@@ -25,7 +27,13 @@ def fo_anil_terms(
 
 
 def fo_anil_grad(params: LinearParams, batch: TaskBatch, alpha: float, inner_steps: int = 1) -> LinearParams:
-    """Mean FO-ANIL outer gradient over the tasks of ``batch``: ``(d, k')`` and ``(k',)``."""
+    """Mean FO-ANIL outer gradient over the tasks of ``batch``: ``(d, k')`` and ``(k',)``.
+
+    ``batch``: samples (:class:`TaskBatch`, :class:`~metarep.tasks.DualBatch`) or per-task second
+    moments (:class:`GramBatch`, read by :func:`fo_anil_grad_gram`).
+    """
+    if isinstance(batch, GramBatch):
+        return fo_anil_grad_gram(params, batch, alpha, inner_steps)
     B, w = params
     n, (d, k) = batch.num_tasks, B.shape
     if inner_steps == 1 and 3 * k > 2 * d:  # a wide head: two (N×d×d) products instead of three (N×d×k')
@@ -56,3 +64,49 @@ def fo_anil_grad_gram(params: LinearParams, batch: GramBatch, alpha: float, inne
         U = W @ B.T
     g_out = row_sums(batch.G_out, U) - batch.c_out  # Σ̂_out B w_i − X_outᵀy_out/m
     return LinearParams(g_out.T @ W / n, g_out.mean(0) @ B)
+
+
+def fo_anil_expected_grad(params: LinearParams, tasks: LinearRepTasks, alpha: float, m_in: int) -> LinearParams:
+    """Exact infinite-task ``E[grad]`` of FO-ANIL at any ``(B, w)`` (MATH.md §4); ``(d, k')``, ``(k',)``.
+
+    For Gaussian inputs ``E[Σ̂ A Σ̂] = (1 + 1/m) A + (tr A / m) I``; only ``m_in`` enters. With
+    ``u = B w``, ``P = B Bᵀ``, ``V = u uᵀ + S``::
+
+        E[grad_B] = u wᵀ − α V B − α P u wᵀ
+                    + α² P [(1 + 1/m_in) V + (tr V / m_in) I] B + α² (σ²/m_in) P B
+        E[grad_w] = Bᵀ (u − α P u)
+    """
+    B, w = params
+    S = tasks.S.to(B)
+    u = B @ w  # (d,)
+    VB = torch.outer(u, u @ B) + S @ B  # V B
+    tr_V = u @ u + tasks.trace
+    Pu = B @ (B.T @ u)
+    inner = (1 + 1 / m_in) * VB + ((tr_V + tasks.sigma2) / m_in) * B  # [(1+1/m)V + (trV+σ²)/m I] B
+    grad_B = (
+        torch.outer(u, w)
+        - alpha * VB
+        - alpha * torch.outer(Pu, w)
+        + alpha**2 * (B @ (B.T @ inner))  # α² P [...] B, σ² term folded into `inner`
+    )
+    grad_w = B.T @ (u - alpha * Pu)
+    return LinearParams(grad_B, grad_w)
+
+
+SPEC = register(
+    MethodSpec(
+        name="fo_anil",
+        label="FO-ANIL",
+        kind="meta",
+        adapts="head",
+        order="first",
+        closed_form=fo_anil_grad,
+        closed_form_steps=None,  # any number of inner steps
+        layouts=("samples", "dual", "gram"),
+        expected_grad=fo_anil_expected_grad,
+        expected_exact="any head",
+        dynamics="first_order",
+        regimes=("finite", "minibatch", "fresh", "infinite"),
+        models=("linear", "relu2", "relu3"),
+    )
+)

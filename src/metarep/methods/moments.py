@@ -7,6 +7,10 @@ from __future__ import annotations
 
 import torch
 
+from ..models import LinearParams
+from .registry import MethodSpec, register
+from .stepper import Stepper, TrainState
+
 
 def moments_estimate(X: torch.Tensor, y: torch.Tensor, k: int) -> torch.Tensor:
     """Orthonormal ``(d, k)`` basis of the top-k eigenspace of ``mean(y² x xᵀ)``.
@@ -19,3 +23,30 @@ def moments_estimate(X: torch.Tensor, y: torch.Tensor, k: int) -> torch.Tensor:
     M = (Xf * (yf**2)[:, None]).T @ Xf / Xf.shape[0]  # mean y² x xᵀ, (d, d)
     _, vecs = torch.linalg.eigh(M)  # ascending eigenvalues
     return vecs[:, -k:].flip(1).to(X.dtype)
+
+
+def moments_stepper(cfg, tasks, source) -> Stepper:
+    """One step is the whole fit: ``B̂`` of width k from all samples of the pool, head 0."""
+    k = cfg.task.k
+
+    def step(state: TrainState, data) -> TrainState:
+        (batch,) = data  # the whole pool, one chunk
+        X, y = batch.merged()
+        B_hat = moments_estimate(X, y, k)
+        return TrainState(LinearParams(B_hat, torch.zeros(k, dtype=B_hat.dtype, device=B_hat.device)))
+
+    return Stepper(TrainState, step, one_shot=True)
+
+
+SPEC = register(
+    MethodSpec(
+        name="moments",
+        label="method of moments",
+        kind="baseline",
+        stepper=moments_stepper,
+        layouts=("merged",),
+        regimes=("finite",),
+        adapt_estimator="ls_top_k",
+        learner=False,
+    )
+)

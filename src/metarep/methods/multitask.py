@@ -14,6 +14,8 @@ from typing import NamedTuple
 import torch
 
 from ._linear import predict, task_grad
+from .registry import MethodSpec, register
+from .stepper import Stepper, TrainState
 
 
 class MultitaskParams(NamedTuple):
@@ -44,39 +46,71 @@ def multitask_grad(params: MultitaskParams, X: torch.Tensor, y: torch.Tensor, ba
     return MultitaskParams(G.T @ W / n + balance / 2 * B @ D, G @ B / n - balance / 2 * W @ D)
 
 
-def multitask_stepper(X: torch.Tensor, y: torch.Tensor, balance: float, optimizer: str, lr: float):
-    """A function ``params -> params`` making one gradient step of size ``lr`` on ``F``, or up to
-    20 L-BFGS iterations (strong-Wolfe line search, curvature history kept across steps)."""
-    if optimizer == "gd":
+class LbfgsState(NamedTuple):
+    """L-BFGS's state, carried from step to step: the leaves it updates ``[B, W]`` and the optimizer
+    holding its curvature history."""
 
-        def gd(params: MultitaskParams) -> MultitaskParams:
-            g = multitask_grad(params, X, y, balance)
-            return MultitaskParams(params.B - lr * g.B, params.W - lr * g.W)
+    leaves: list[torch.Tensor]
+    optimizer: torch.optim.LBFGS
 
-        return gd
 
-    state: dict[str, object] = {}
+def init_lbfgs(params: MultitaskParams) -> LbfgsState:
+    """Fresh L-BFGS state at ``params``: up to 20 iterations a step, strong-Wolfe line search."""
+    leaves = [params.B.clone().requires_grad_(True), params.W.clone().requires_grad_(True)]
+    opt = torch.optim.LBFGS(leaves, lr=1.0, max_iter=20, history_size=20, line_search_fn="strong_wolfe")
+    return LbfgsState(leaves, opt)
 
-    def lbfgs(params: MultitaskParams) -> MultitaskParams:
-        if "opt" not in state:  # L-BFGS keeps its curvature history across steps
-            state["p"] = [params.B.clone().requires_grad_(True), params.W.clone().requires_grad_(True)]
-            state["opt"] = torch.optim.LBFGS(
-                state["p"], lr=1.0, max_iter=20, history_size=20, line_search_fn="strong_wolfe"
-            )
-        B, W = state["p"]
 
-        def closure() -> torch.Tensor:
-            state["opt"].zero_grad()
-            g = multitask_grad(MultitaskParams(B.detach(), W.detach()), X, y, balance)
-            B.grad, W.grad = g.B, g.W
-            return multitask_loss(MultitaskParams(B.detach(), W.detach()), X, y, balance)
+def lbfgs_step(opt: LbfgsState, X: torch.Tensor, y: torch.Tensor, balance: float) -> MultitaskParams:
+    """One L-BFGS step (up to 20 iterations) on ``F``; updates ``opt`` in place, returns the new parameters."""
+    B, W = opt.leaves
 
-        state["opt"].step(closure)
-        return MultitaskParams(B.detach().clone(), W.detach().clone())
+    def closure() -> torch.Tensor:
+        opt.optimizer.zero_grad()
+        g = multitask_grad(MultitaskParams(B.detach(), W.detach()), X, y, balance)
+        B.grad, W.grad = g.B, g.W
+        return multitask_loss(MultitaskParams(B.detach(), W.detach()), X, y, balance)
 
-    return lbfgs
+    opt.optimizer.step(closure)
+    return MultitaskParams(B.detach().clone(), W.detach().clone())
 
 
 def init_heads(n: int, width: int, like: torch.Tensor) -> torch.Tensor:
     """Heads start at 0, as the meta-learning head does."""
     return torch.zeros(n, width, dtype=like.dtype, device=like.device)
+
+
+def multitask_stepper(cfg, tasks, source) -> Stepper:
+    """Gradient steps of size ``method.beta`` on ``F`` (``method.optimizer = "gd"``), or L-BFGS
+    steps whose curvature history is part of the training state (``"lbfgs"``). Every step reads the
+    whole pool, all ``m`` samples of each task (layout ``merged``)."""
+    me = cfg.method
+
+    def init(p) -> TrainState:
+        params = MultitaskParams(p.B, init_heads(source.num_tasks, p.B.shape[1], p.B))
+        return TrainState(params, init_lbfgs(params) if me.optimizer == "lbfgs" else None)
+
+    def step(state: TrainState, data) -> TrainState:
+        (batch,) = data  # the whole pool, one chunk
+        X, y = batch.merged()
+        if state.opt is not None:
+            return TrainState(lbfgs_step(state.opt, X, y, me.balance), state.opt)
+        g = multitask_grad(state.params, X, y, me.balance)
+        return TrainState(MultitaskParams(state.params.B - me.beta * g.B, state.params.W - me.beta * g.W), None)
+
+    return Stepper(init, step)
+
+
+SPEC = register(
+    MethodSpec(
+        name="multitask",
+        label="multi-task",
+        kind="baseline",
+        stepper=multitask_stepper,
+        layouts=("merged",),
+        regimes=("finite",),
+        adapt_estimator="ls_top_k",  # its B has another scale: adapt by least squares on its top-k directions
+        series_overrides=lambda scale: (f"run.steps={scale.multitask_steps}",),
+        learner=False,
+    )
+)

@@ -3,7 +3,8 @@ towards the mean adapted parameters.
 
 Per task ``i``, ``s`` inner steps of size α on ``‖X_i B w − y_i‖²/(2m)`` give ``(B_i, w_i)``. The
 returned "gradient" is ``(B, w) − mean_i (B_i, w_i)``, so the outer step ``θ ← θ − β·grad`` is the
-Reptile interpolation ``θ ← θ + β (mean φ_i − θ)`` (β = 1 jumps to the mean).
+Reptile interpolation ``θ ← θ + β (mean φ_i − θ)`` (β = 1 jumps to the mean). The closed form
+covers any number of inner steps; any other model runs through :mod:`metarep.engine`.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ import torch
 from ..batch import TaskBatch
 from ..models import LinearParams
 from ._linear import task_grad
-from .generic import Forward, Params, adapt
+from .registry import MethodSpec, register
 
 
 def reptile_grad(params: LinearParams, batch: TaskBatch, alpha: float, inner_steps: int = 1) -> LinearParams:
@@ -39,15 +40,17 @@ def reptile_grad(params: LinearParams, batch: TaskBatch, alpha: float, inner_ste
     return LinearParams(alpha * mean_dB, w - Wi.mean(0))
 
 
-def reptile_generic(
-    forward: Forward, params: Params, batch: TaskBatch, *, alpha: float, inner_steps: int = 1
-) -> Params:
-    """Reptile direction for any functional model, the inner loop ``vmap``-ed over tasks."""
-    X, y = batch.merged()
-    keys = tuple(params)
-
-    def task_fast(X_t: torch.Tensor, y_t: torch.Tensor) -> Params:
-        return adapt(forward, params, X_t, y_t, alpha, keys, inner_steps)
-
-    fast = torch.func.vmap(task_fast)(X, y)
-    return {k: params[k] - fast[k].mean(0) for k in keys}
+SPEC = register(
+    MethodSpec(
+        name="reptile",
+        label="Reptile",
+        kind="meta",
+        adapts="all",
+        order="reptile",
+        closed_form=reptile_grad,
+        closed_form_steps=None,
+        layouts=("samples",),  # it reads all m samples of a task at once (TaskBatch.merged)
+        # one inner step is joint training on the mean task, which learns nothing on these tasks
+        series_overrides=lambda scale: ("method.inner_steps=5",),
+    )
+)

@@ -12,6 +12,9 @@ from pathlib import Path
 
 import typer
 
+from ..methods import registry
+from .common import fail, int_list, name_list, prepare_out
+
 fewshot_app = typer.Typer(
     add_completion=False,
     no_args_is_help=True,
@@ -20,33 +23,12 @@ fewshot_app = typer.Typer(
     help="Few-shot benchmarks: sinusoid regression, 8x8 digits, an Omniglot-style image folder.",
 )
 
-ALL_METHODS = "fo_anil, anil, fo_maml, maml, reptile"
-
-
-def _fail(message: str) -> None:
-    from ..cli import fail
-
-    fail(message)
-
-
-def _ints(value: str, key: str) -> tuple[int, ...]:
-    try:
-        out = tuple(int(v) for v in value.split(",") if v.strip())
-    except ValueError:
-        _fail(f"{key}: expected comma-separated integers, got {value!r}")
-    if not out:
-        _fail(f"{key}: expected at least one integer, got {value!r}")
-    return out
-
-
-def _names(value: str) -> tuple[str, ...]:
-    return tuple(v.strip() for v in value.split(",") if v.strip())
+# the meta-learning methods MetaLearner runs, as the registry lists them
+ALL_METHODS = ", ".join(registry.names(learner=True, kind="meta"))
 
 
 def _out_dir(out: Path | None, default: str) -> Path:
-    from ..cli import _prepare_out
-
-    return _prepare_out(out, Path("runs") / default)
+    return prepare_out(out, Path("runs") / default)
 
 
 def _build(cls, **kw):
@@ -55,7 +37,7 @@ def _build(cls, **kw):
     try:
         cfg.validate()
     except ValueError as e:
-        _fail(str(e))
+        fail(str(e))
     return cfg
 
 
@@ -87,13 +69,13 @@ def sinusoid(
     progress: bool | None = PROGRESS,
 ) -> None:
     """Sinusoid regression (MAML's benchmark): test MSE after 0/1/10 steps vs a pretrained baseline."""
-    from .sinusoid import LABELS, SinusoidConfig, run_sinusoid, save_sinusoid
+    from ..fewshot.sinusoid import SinusoidConfig, method_label, run_sinusoid, save_sinusoid
 
     cfg = _build(
         SinusoidConfig,
-        shots=_ints(shots, "--shots"),
-        methods=_names(methods),
-        eval_steps=_ints(steps, "--steps"),
+        shots=int_list(shots, "--shots"),
+        methods=name_list(methods),
+        eval_steps=int_list(steps, "--steps"),
         iterations=iterations if iterations is not None else (50 if quick else None),
         meta_batch=meta_batch,
         inner_lr=inner_lr,
@@ -125,7 +107,7 @@ def sinusoid(
                     cells.append(f"diverged on {r['diverged']}/{cfg.test_tasks}{note}")
                 else:
                     cells.append(f"{r['mse']:.3f} ± {r['ci95']:.3f}{note}")
-            typer.echo("  " + f"{LABELS[method]:20}" + "".join(f"{c:>26}" for c in cells))
+            typer.echo("  " + f"{method_label(method):20}" + "".join(f"{c:>26}" for c in cells))
     typer.echo("  (per task: median MSE and the count of diverged tasks are in results.csv)")
     typer.echo(
         f"done in {time.perf_counter() - t0:.0f} s -> {out_dir} (results.json, results.csv, mse.png, "
@@ -152,14 +134,14 @@ def _fewshot_options(
     seed,
     quick,
 ):
-    from .digits import FewShotConfig
+    from ..fewshot.digits import FewShotConfig
 
     kw = dict(
         ways=ways,
         shots=shots,
         queries=queries,
-        methods=_names(methods),
-        eval_steps=_ints(steps, "--steps"),
+        methods=name_list(methods),
+        eval_steps=int_list(steps, "--steps"),
         iterations=iterations if iterations is not None else (50 if quick else None),
         meta_batch=meta_batch,
         inner_lr=inner_lr,
@@ -171,12 +153,12 @@ def _fewshot_options(
         seed=seed,
     )
     if test_classes is not None:
-        kw["test_classes"] = _names(test_classes)
+        kw["test_classes"] = name_list(test_classes)
     return _build(FewShotConfig, **kw)
 
 
 def _print_fewshot(result, out_dir: Path, elapsed: float) -> None:
-    from .digits import LABELS
+    from ..fewshot.digits import method_label
 
     cfg = result.config
     typer.echo(
@@ -192,7 +174,7 @@ def _print_fewshot(result, out_dir: Path, elapsed: float) -> None:
             r = next(r for r in result.rows if r["method"] == method and r["steps"] == s)
             note = f" (α={r['inner_lr']:g})" if method == "pretrain" and s > 0 else ""
             cells.append(f"{100 * r['accuracy']:.1f} ± {100 * r['ci95']:.1f}%{note}")
-        typer.echo("  " + f"{LABELS[method]:18}" + "".join(f"{c:>26}" for c in cells))
+        typer.echo("  " + f"{method_label(method):18}" + "".join(f"{c:>26}" for c in cells))
     typer.echo(f"done in {elapsed:.0f} s -> {out_dir} (results.json, results.csv, accuracy.png)")
 
 
@@ -239,8 +221,8 @@ def digits(
 ) -> None:
     """N-way K-shot classification of scikit-learn's 8x8 digits on unseen classes: FO-ANIL and ANIL vs
     no meta-learning."""
-    from .digits import run_fewshot, save_fewshot, split_by_class
-    from .images import load_digits
+    from ..fewshot.digits import run_fewshot, save_fewshot, split_by_class
+    from ..fewshot.images import load_digits
 
     cfg = _fewshot_options(
         ways,
@@ -264,7 +246,7 @@ def digits(
         train, test = split_by_class(load_digits(), cfg.test_classes, cfg.rotations)
         _check_ways(cfg, train.num_classes, test.num_classes)
     except ValueError as e:
-        _fail(str(e).replace("--test-classes", "--test-digits"))
+        fail(str(e).replace("--test-classes", "--test-digits"))
     out_dir = _out_dir(out, "fewshot-digits")
     t0 = time.perf_counter()
     result = run_fewshot(train, test, cfg, progress=progress, dataset="sklearn digits 8x8", threads=threads)
@@ -310,10 +292,8 @@ def images(
     progress: bool | None = PROGRESS,
 ) -> None:
     """The digits experiment on your own images: classes split at random into meta-train and meta-test."""
-    import torch
-
-    from .digits import _seeds, run_fewshot, save_fewshot
-    from .images import load_image_folder, rotate_classes
+    from ..fewshot.digits import random_class_split, run_fewshot, save_fewshot
+    from ..fewshot.images import load_image_folder, rotate_classes
 
     cfg = _fewshot_options(
         ways,
@@ -334,9 +314,9 @@ def images(
         quick,
     )
     if not 0 < test_fraction < 1:
-        _fail(f"--test-fraction: must be between 0 and 1 (exclusive), got {test_fraction}")
+        fail(f"--test-fraction: must be between 0 and 1 (exclusive), got {test_fraction}")
     if size < 4:
-        _fail(f"--size: must be >= 4, got {size}")
+        fail(f"--size: must be >= 4, got {size}")
     try:
         data = load_image_folder(root, size, invert=invert, min_images=cfg.shots + cfg.queries)
         if data.num_classes < 4:
@@ -344,14 +324,12 @@ def images(
                 f"image folder: {data.num_classes} classes with at least {cfg.shots + cfg.queries} "
                 f"images (--shots + --queries) under {root}; at least 4 are needed"
             )
-        perm = torch.randperm(data.num_classes, generator=torch.Generator().manual_seed(_seeds(cfg.seed)["split"]))
-        n_test = min(max(1, round(test_fraction * data.num_classes)), data.num_classes - 1)
-        test_ids, train_ids = sorted(perm[:n_test].tolist()), sorted(perm[n_test:].tolist())
+        train_ids, test_ids = random_class_split(data.num_classes, test_fraction, cfg.seed)
         train = rotate_classes(data.subset(train_ids), cfg.rotations)
         test = rotate_classes(data.subset(test_ids), cfg.rotations)
         _check_ways(cfg, train.num_classes, test.num_classes)
     except ValueError as e:
-        _fail(str(e))
+        fail(str(e))
     cfg = dataclasses.replace(cfg, test_classes=tuple(data.class_names[i] for i in test_ids))
     out_dir = _out_dir(out, "fewshot-images")
     t0 = time.perf_counter()

@@ -1,0 +1,210 @@
+"""The functional engine: adaptation and meta-gradients with ``torch.func``, for any functional model.
+
+This is the one place where an inner loop runs and an outer gradient is formed by automatic
+differentiation. Every path that is not a hand-written closed form uses it: ``method.impl =
+"autodiff"`` and the ReLU models of the linear harness (:mod:`metarep.methods`), ``evaluate``'s
+generic path (:mod:`metarep.evaluate`) and :class:`~metarep.learner.MetaLearner`.
+
+Each function is written for one task and ``vmap``-ed over the leading task axis (no Python loop
+over tasks). For one task with support set ``(X_in, y_in)``, query set ``(X_out, y_out)``,
+parameters ``θ = (θ_a, θ_r)`` of which the inner loop adapts ``θ_a``, step size ``α`` and ``s``
+inner steps, ``φ = θ_a − α Σ_s ∇_{θ_a} L(θ_a, θ_r; X_in, y_in)`` (MATH.md §3), and the outer
+gradient of the task is, by ``order``:
+
+| order      | outer gradient                                                        |
+|------------|-----------------------------------------------------------------------|
+| ``first``  | ``∇ L_out`` at ``(φ, θ_r)``, ``φ`` held fixed (FO-ANIL, FO-MAML)       |
+| ``second`` | ``∇_θ L_out(φ(θ), θ_r)``, through the inner loop (ANIL, MAML)          |
+| ``reptile``| ``θ − φ``, the inner loop run on the support and query sets together  |
+| ``pretrain``| ``∇_θ L(θ)`` on support and query sets together (no inner loop)      |
+
+**Losses.** The loss is a named parameter (:data:`LOSSES`): ``"half_mse"`` ``‖f(X) − y‖²/(2n)``
+is the theory's (MATH.md §2) and the linear harness's; ``"mse"`` (no ½) is the few-shot benchmarks'
+and ``MetaLearner``'s default, as in the MAML literature; ``"cross_entropy"`` for classification.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+
+import torch
+import torch.nn.functional as F
+from torch.func import grad, vmap
+
+from .batch import TaskBatch
+
+Params = dict[str, torch.Tensor]
+Forward = Callable[[Params, torch.Tensor], torch.Tensor]  # one task: (params, X (n, ...)) -> (n, ...)
+Loss = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]  # one task: (pred, y) -> scalar
+Inputs = Callable[[Params, torch.Tensor], tuple[Params, torch.Tensor]]  # (θ, X) -> (what the forward sees, inputs)
+
+
+def mse(pred: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """Mean squared error; a trailing output axis of size 1 in ``pred`` is matched to ``y (n,)``."""
+    if pred.shape != y.shape and pred.shape[-1] == 1 and pred.shape[:-1] == y.shape:
+        pred = pred.squeeze(-1)
+    return ((pred - y) ** 2).mean()
+
+
+def half_mse(pred: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """``‖pred − y‖² / (2n)``, the theory's loss (MATH.md §2): half of :func:`mse`."""
+    return 0.5 * mse(pred, y)
+
+
+def cross_entropy(logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """Mean cross-entropy of ``logits (n, C)`` against integer labels ``y (n,)``."""
+    return F.cross_entropy(logits, y)
+
+
+LOSSES: dict[str, Loss] = {"half_mse": half_mse, "mse": mse, "cross_entropy": cross_entropy}
+
+
+def get_loss(loss: str | Loss) -> Loss:
+    """The loss function named ``loss`` in :data:`LOSSES`, or ``loss`` itself if it is callable."""
+    if callable(loss):
+        return loss
+    if loss not in LOSSES:
+        raise ValueError(f"loss: must be one of {', '.join(LOSSES)} or a callable, got {loss!r}")
+    return LOSSES[loss]
+
+
+def split(params: Params, keys: Sequence[str]) -> tuple[Params, Params]:
+    """``(θ_a, θ_r)``: the parameters named in ``keys`` and the rest."""
+    return {k: v for k, v in params.items() if k in keys}, {k: v for k, v in params.items() if k not in keys}
+
+
+def adapt_keys(names: Sequence[str], adapts: str, head: Callable[[str], bool]) -> tuple[str, ...]:
+    """The parameter names an inner loop adapts: ``"head"``, ``"features"`` (all but the head) or ``"all"``.
+
+    ``head(name)`` says whether a parameter belongs to the head.
+    """
+    if adapts == "all":
+        return tuple(names)
+    want_head = adapts == "head"
+    return tuple(n for n in names if head(n) == want_head)
+
+
+def inner_loop(
+    forward: Forward, loss: Loss, sub: Params, rest: Params, X: torch.Tensor, y: torch.Tensor, alpha: float, steps: int
+) -> Params:
+    """One task's inner loop: ``steps`` gradient steps ``φ ← φ − α ∇_φ L(φ, θ_r; X, y)`` from ``sub``.
+
+    Differentiable in ``sub`` and ``rest`` (second-order methods differentiate through it).
+    """
+
+    def inner_loss(s: Params, r: Params, X_: torch.Tensor, y_: torch.Tensor) -> torch.Tensor:
+        return loss(forward({**r, **s}, X_), y_)
+
+    for _ in range(steps):
+        g = grad(inner_loss)(sub, rest, X, y)
+        sub = {k: sub[k] - alpha * g[k] for k in sub}  # φ ← φ − α ∇_φ L_in(φ)
+    return sub
+
+
+def adapt_batch(
+    forward: Forward,
+    loss: Loss,
+    sub: Params,
+    rest: Params,
+    X: torch.Tensor,
+    y: torch.Tensor,
+    alpha: float,
+    steps: int,
+    sub_batched: bool = False,
+) -> Params:
+    """:func:`inner_loop` for every task of ``X (T, n, ...)``, ``y (T, n, ...)``; returns ``φ`` with a
+    leading task axis. ``sub`` is shared by the tasks, or per task with ``sub_batched``."""
+
+    def run(s: Params, r: Params, X_: torch.Tensor, y_: torch.Tensor) -> Params:
+        return inner_loop(forward, loss, s, r, X_, y_, alpha, steps)
+
+    in_dims = (0 if sub_batched else None, None, 0, 0)
+    return vmap(run, in_dims=in_dims, randomness="different")(sub, rest, X, y)
+
+
+def task_losses(
+    forward: Forward, loss: Loss, sub: Params, rest: Params, X: torch.Tensor, y: torch.Tensor, sub_batched: bool
+) -> torch.Tensor:
+    """Loss of every task at its parameters ``(sub, rest)``, ``(T,)``."""
+
+    def one(s: Params, r: Params, X_: torch.Tensor, y_: torch.Tensor) -> torch.Tensor:
+        return loss(forward({**r, **s}, X_), y_)
+
+    return vmap(one, in_dims=(0 if sub_batched else None, None, 0, 0), randomness="different")(sub, rest, X, y)
+
+
+def _identity_inputs(params: Params, X: torch.Tensor) -> tuple[Params, torch.Tensor]:
+    return params, X
+
+
+def meta_grad(
+    forward: Forward,
+    loss: Loss,
+    params: Params,
+    batch: TaskBatch,
+    *,
+    keys: Sequence[str],
+    order: str,
+    alpha: float,
+    steps: int,
+    inputs: Inputs | None = None,
+) -> tuple[Params, float]:
+    """Mean outer gradient over the tasks of ``batch`` (shaped like ``params``) and the mean outer loss.
+
+    **Arguments:**
+
+    - ``forward``, ``loss``: one task's model and loss (see the module table for ``order``).
+    - ``params``: ``θ``; for ``first``, ``second`` and ``pretrain`` leaves that require grad.
+    - ``batch``: ``(X_in, y_in, X_out, y_out)`` with a leading task axis.
+    - ``keys``: the names of ``θ_a``; ``alpha``, ``steps``: the inner loop.
+    - ``inputs``: ``(θ, X) -> (θ', Z)``: what the inner loop's ``forward`` sees. The default is
+      ``(θ, X)``; a network whose inner loop adapts only its head passes the head's parameters and
+      the features of ``X``, computed once per batch (:class:`~metarep.learner.MetaLearner`).
+
+    The loss is the mean query loss after adaptation (for ``reptile`` at ``φ``, the query set being
+    part of the inner data; for ``pretrain`` at ``θ`` on all data).
+    """
+    X_in, y_in, X_out, y_out = batch.X_in, batch.y_in, batch.X_out, batch.y_out  # any layout with samples
+    inputs = inputs or _identity_inputs
+    names = list(params)
+
+    if order == "reptile":  # inner SGD on all the task's data, then g = θ − mean_i φ_i
+        with torch.no_grad():
+            p0 = {k: v.detach() for k, v in params.items()}
+            X_all, y_all = torch.cat([X_in, X_out], 1), torch.cat([y_in, y_out], 1)
+            inner_p, Z_all = inputs(p0, X_all)
+            sub, rest = split(inner_p, keys)
+            phi = adapt_batch(forward, loss, sub, rest, Z_all, y_all, alpha, steps)
+            value = task_losses(forward, loss, phi, rest, Z_all[:, X_in.shape[1] :], y_out, True).mean()
+            grads = {k: (p0[k] - phi[k].mean(0)) if k in phi else torch.zeros_like(p0[k]) for k in names}
+        return grads, float(value)
+
+    if order == "pretrain":
+        X_all, y_all = torch.cat([X_in, X_out], 1), torch.cat([y_in, y_out], 1)
+        inner_p, Z_all = inputs(params, X_all)
+        sub, rest = split(inner_p, keys)
+        value = task_losses(forward, loss, sub, rest, Z_all, y_all, False).mean()
+    elif order == "first":
+        # φ_i from detached parameters; the straight-through form θ_a + (φ_i − θ_a).detach() puts
+        # ∇L_out(φ_i) on θ_a, and the rest of θ gets its gradient at φ_i (MATH.md §3, FO-ANIL row).
+        with torch.no_grad():
+            p0 = {k: v.detach() for k, v in params.items()}
+            inner_p0, Z_in = inputs(p0, X_in)
+            sub0, rest0 = split(inner_p0, keys)
+            phi = adapt_batch(forward, loss, sub0, rest0, Z_in, y_in, alpha, steps)
+        inner_p, Z_out = inputs(params, X_out)
+        sub, rest = split(inner_p, keys)
+        phi = {k: sub[k] + (phi[k] - sub[k]).detach() for k in sub}
+        value = task_losses(forward, loss, phi, rest, Z_out, y_out, True).mean()
+    elif order == "second":  # differentiate through the inner loop (and through the support features)
+        inner_p, Z_in = inputs(params, X_in)
+        sub, rest = split(inner_p, keys)
+        phi = adapt_batch(forward, loss, sub, rest, Z_in, y_in, alpha, steps)
+        _, Z_out = inputs(params, X_out)
+        value = task_losses(forward, loss, phi, rest, Z_out, y_out, True).mean()
+    else:
+        raise ValueError(f"order: must be first, second, reptile or pretrain, got {order!r}")
+
+    gs = torch.autograd.grad(value, [params[k] for k in names], allow_unused=True)
+    grads = {k: (torch.zeros_like(params[k]) if g is None else g) for k, g in zip(names, gs)}
+    return grads, float(value.detach())
