@@ -233,7 +233,7 @@ def compare(a_path: Path, b_path: Path) -> int:
             rel = abs(x - y) / max(abs(x), abs(y), 1e-12)
             if rel > worst:
                 worst, where = rel, k
-        f32 = "f32" in key or key.startswith(("fewshot", "run/fo_anil_f32"))
+        f32 = "f32" in key or key.startswith(("fewshot", "reproduce"))  # those run in float32
         limit = math.inf if f32 else 1e-12
         flag = "ok" if worst <= limit and not text else "DIFFERS"
         bad += flag != "ok"
