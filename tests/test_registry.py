@@ -102,6 +102,7 @@ def test_outside_method_runs_through_metalearner(fo_boil):
     assert len(learner.history_) == 3
 
 
+@pytest.mark.slow
 def test_outside_method_runs_in_a_reproduce_series(fo_boil, tmp_path):
     from metarep.experiments import EXPERIMENTS, QUICK, reproduce
 
@@ -113,3 +114,23 @@ def test_outside_method_runs_in_a_reproduce_series(fo_boil, tmp_path):
     assert res["counts"]["failed"] == 0
     assert "fo_boil" in (tmp_path / "methods.csv").read_text()
     assert "fo_boil" in (tmp_path / "REPORT.md").read_text()
+
+
+@pytest.mark.slow
+def test_command_line_loads_methods_named_in_metarep_plugins(tmp_path):
+    """``METAREP_PLUGINS`` makes ``metarep run`` see a method defined outside the package; a module
+    that cannot be imported is a one-line error with exit code 2."""
+    import os
+    import subprocess
+    from pathlib import Path
+
+    exe = Path(sys.executable).parent / "metarep"
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).parent), "METAREP_PLUGINS": "plugins.fo_boil"}
+    args = [str(exe), "run", "--no-progress", "--out", str(tmp_path / "r"), "--set", 'method.name="fo_boil"']
+    args += [f"--set={s}" for s in SMALL]
+    p = subprocess.run(args, env=env, capture_output=True, text=True)
+    assert p.returncode == 0, p.stderr
+    assert '"method": "fo_boil"' in (tmp_path / "r" / "summary.json").read_text()
+    p = subprocess.run(args, env={**env, "METAREP_PLUGINS": "no_such_module"}, capture_output=True, text=True)
+    assert p.returncode == 2 and p.stderr.strip().count("\n") == 0
+    assert p.stderr.startswith("error: METAREP_PLUGINS: cannot import 'no_such_module'")

@@ -191,7 +191,11 @@ def _check_method(cfg: Config) -> None:
     from .methods import registry  # the methods a run can use (loads torch on first use)
 
     me = cfg.method
-    _choice("method.name", me.name, registry.names(harness=True))
+    try:
+        allowed = registry.names(harness=True)
+    except registry.PluginError as e:  # a module named in METAREP_PLUGINS
+        raise ConfigError(str(e)) from None
+    _choice("method.name", me.name, allowed)
     _float("method.alpha", me.alpha)
     _float("method.beta", me.beta)
     _int("method.inner_steps", me.inner_steps)

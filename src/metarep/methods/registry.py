@@ -145,11 +145,18 @@ def plugin_modules() -> tuple[str, ...]:
     return tuple(sorted(mods))
 
 
+class PluginError(ValueError):
+    """A module named in ``METAREP_PLUGINS`` (or passed to a worker) cannot be imported."""
+
+
 def load_plugins(modules: tuple[str, ...] | list[str]) -> None:
     """Import ``modules`` (each registers its methods), skipping those already imported."""
     for name in modules:
         if name and name not in sys.modules:
-            importlib.import_module(name)
+            try:
+                importlib.import_module(name)
+            except ImportError as e:
+                raise PluginError(f"METAREP_PLUGINS: cannot import {name!r} ({e})") from None
 
 
 def _load_builtin() -> None:
