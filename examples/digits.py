@@ -12,7 +12,8 @@ import torch
 
 from metarep.fewshot import EpisodeSampler, load_digits
 from metarep.fewshot.digits import conv_net, split_by_class
-from metarep.learner import MetaLearner, mean_ci
+from metarep.learner import MetaLearner
+from metarep.stats import mean_ci
 
 iterations = int(sys.argv[1]) if len(sys.argv) > 1 else 500
 torch.set_num_threads(1)

@@ -12,7 +12,8 @@ import torch
 from torch import nn
 
 from metarep.fewshot import SinusoidTasks
-from metarep.learner import MetaLearner, mean_ci
+from metarep.learner import MetaLearner
+from metarep.stats import mean_ci
 
 iterations = int(sys.argv[1]) if len(sys.argv) > 1 else 2000
 torch.set_num_threads(1)  # small layers: one thread is fastest

@@ -44,6 +44,7 @@ from .estimators import (
     orthonormal_span,
 )
 from .files import write_csv, write_json
+from .stats import mean_se
 from .tasks import LinearRepTasks
 
 __all__ = [
@@ -83,16 +84,9 @@ def _check_args(m_test: Sequence[int], steps: int, n_tasks: int) -> list[int]:
     return m_test
 
 
-def _mean_se(x: torch.Tensor) -> tuple[float, float]:
-    n = x.numel()
-    mean = float(x.mean())
-    se = float(x.std(unbiased=True) / math.sqrt(n)) if n > 1 else math.nan
-    return mean, se
-
-
 def _summary(est: Estimator, errs: Sequence[torch.Tensor], m_test: Sequence[int]) -> dict[str, list[float]]:
     """``{"closed_form", "mc_mean", "mc_se"}`` of one estimator from its per-task risks, aligned with ``m_test``."""
-    stats = [_mean_se(e) for e in errs]
+    stats = [mean_se(e) for e in errs]
     return {
         "closed_form": [est.closed_form(m) for m in m_test],
         "mc_mean": [s[0] for s in stats],

@@ -8,22 +8,12 @@ one task and ``vmap``-ed over the leading task axis (no Python loop over tasks).
 adapts (FO-ANIL, ANIL), the features of a batch are computed once and the inner loop runs on them.
 Any method of the registry (:mod:`metarep.methods.registry`) with ``learner=True`` runs here.
 
-For one task with support set ``(X_in, y_in)``, query set ``(X_out, y_out)``, parameters ``θ``
-of which the inner loop adapts ``θ_a`` (the rest ``θ_r`` stays put), inner step size ``α``:
-
-| method     | inner loop adapts | outer gradient of task i                                        |
-|------------|-------------------|-----------------------------------------------------------------|
-| ``fo_anil``| head              | ``∇_θ L_out(θ_r, φ_i)`` with ``φ_i`` held fixed (first order)    |
-| ``anil``   | head              | ``∇_θ L_out(θ_r, φ_i(θ))``, through the inner loop (second order)|
-| ``fo_maml``| all parameters    | as ``fo_anil``                                                  |
-| ``maml``   | all parameters    | as ``anil``                                                     |
-| ``reptile``| all parameters    | ``θ − φ_i``, the inner loop run on the support and query sets   |
-| ``pretrain``| (baseline)       | ``∇_θ L(θ)`` on support and query sets, no inner loop            |
-
-with ``φ_i = θ_a − α Σ_s ∇_{θ_a} L_in`` over ``inner_steps`` steps. The outer update averages over
-the tasks of a batch and hands the result to a standard ``torch.optim`` optimizer as the gradient.
-Reptile with ``torch.optim.SGD(lr=ε)`` is the interpolation ``θ ← θ + ε (mean φ_i − θ)``.
-``pretrain`` is the no-meta-learning baseline: joint training on all tasks, fine-tuned at test time.
+Each method's spec says what the inner loop adapts (head, features or all) and how the outer
+gradient is formed (first order, second order, Reptile or pretrain: the table of
+:mod:`metarep.engine`). The outer update averages over the tasks of a batch and hands the result to a
+standard ``torch.optim`` optimizer as the gradient; Reptile with ``torch.optim.SGD(lr=ε)`` is the
+interpolation ``θ ← θ + ε (mean φ_i − θ)``; ``pretrain`` is the no-meta-learning baseline (joint
+training on all tasks, fine-tuned at test time).
 
 The default loss is ``"mse"`` (the few-shot literature's); ``loss="half_mse"`` is the theory's ½·MSE,
 with which FO-ANIL on ``x ↦ xᵀBw`` gives the linear harness's gradient (:mod:`metarep.engine`).
@@ -39,7 +29,6 @@ Example::
 
 from __future__ import annotations
 
-import contextlib
 import math
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from typing import Any
@@ -52,84 +41,11 @@ from tqdm.auto import tqdm
 from . import engine
 from .batch import TaskBatch
 from .methods import registry
+from .network import Split, build_optimizer, check_vmappable, explain_vmap_errors, resolve_keys, strip
 
 Params = engine.Params
 LossFn = engine.Loss
 REGRESSION_LOSSES = ("mse", "half_mse")  # targets are cast to the model's dtype
-
-
-class _Split(nn.Module):
-    """``head(features(x))``; parameter names start with ``features.`` and ``head.``."""
-
-    def __init__(self, features: nn.Module, head: nn.Module):
-        super().__init__()
-        self.features = features
-        self.head = head
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.head(self.features(x))
-
-
-def check_vmappable(model: nn.Module) -> None:
-    """Raise ``ValueError`` naming the fix if ``model`` has modules that ``vmap`` over tasks cannot run.
-
-    Normalisation layers that track running statistics (``BatchNorm*``, ``InstanceNorm*`` with
-    ``track_running_stats=True``) update their buffers in place from each forward pass, which cannot
-    be done separately for every task of a ``vmap``.
-    """
-    for name, m in model.named_modules():
-        if isinstance(m, nn.modules.batchnorm._NormBase) and m.track_running_stats:
-            raise ValueError(
-                f"module {name or '<root>'!r} ({type(m).__name__}) tracks running statistics, which vmap cannot "
-                "update per task; build it with track_running_stats=False, call "
-                "torch.func.replace_all_batch_norm_modules_(model), or use nn.GroupNorm / nn.LayerNorm"
-            )
-        if type(m).__name__ == "_SpectralNorm" or hasattr(m, "weight_u"):
-            raise ValueError(
-                f"module {name or '<root>'!r} uses spectral_norm, whose power iteration updates buffers in place, "
-                "which vmap cannot do per task; remove it or use nn.utils.parametrizations.weight_norm"
-            )
-        if isinstance(m, nn.modules.lazy.LazyModuleMixin) and m.has_uninitialized_params():
-            raise ValueError(f"module {name or '<root>'!r} ({type(m).__name__}) is lazy; run one forward pass first")
-
-
-def _is_vmap_error(e: RuntimeError) -> bool:
-    msg = str(e)
-    return any(k in msg for k in ("vmap", "Batching rule", "in-place", "inplace", "BatchedTensor"))
-
-
-def _vmap_error(e: RuntimeError) -> ValueError:
-    return ValueError(
-        f"the model cannot be vmapped over tasks: {str(e).splitlines()[0]} -- modules must not modify buffers or "
-        "inputs in place (BatchNorm: track_running_stats=False; spectral_norm: not supported) and must not branch "
-        "on tensor values"
-    )
-
-
-@contextlib.contextmanager
-def _explain_vmap_errors() -> Iterator[None]:
-    """Re-raise errors of ``vmap`` as a ``ValueError`` that says what the model must not do."""
-    try:
-        yield
-    except RuntimeError as e:
-        if _is_vmap_error(e):
-            raise _vmap_error(e) from e
-        raise
-
-
-def _resolve_keys(names: Sequence[str], wanted: Sequence[str]) -> tuple[str, ...]:
-    """Parameter names matching ``wanted``: exact names or dotted prefixes (``"head"`` → ``head.weight``, ...)."""
-    keys = []
-    for w in wanted:
-        hit = [n for n in names if n == w or n.startswith(w + ".")]
-        if not hit:
-            raise ValueError(f"adapt_params: {w!r} matches no parameter; parameters are {', '.join(names)}")
-        keys += [n for n in hit if n not in keys]
-    return tuple(n for n in names if n in keys)  # module order
-
-
-def _strip(d: Mapping[str, torch.Tensor], prefix: str) -> Params:
-    return {k[len(prefix) :]: v for k, v in d.items() if k.startswith(prefix)}
 
 
 def _is_batch(obj: Any) -> bool:
@@ -251,15 +167,13 @@ class MetaLearner:
         if getattr(self, "model_", None) is not None:
             return
         self._validate()
-        model = self.features if self.head is None else _Split(self.features, self.head)
+        model = self.features if self.head is None else Split(self.features, self.head)
         check_vmappable(model)
         names = [n for n, _ in model.named_parameters()]
         if not names:
             raise ValueError("features/head: the model has no parameters")
         if self.adapt_params is not None:
-            keys = _resolve_keys(
-                names, [self.adapt_params] if isinstance(self.adapt_params, str) else self.adapt_params
-            )
+            keys = resolve_keys(names, [self.adapt_params] if isinstance(self.adapt_params, str) else self.adapt_params)
         else:
             adapts = self._spec().adapts
             if adapts != "all" and self.head is None:
@@ -278,25 +192,7 @@ class MetaLearner:
         return registry.get(self.method)
 
     def _make_optimizer(self) -> torch.optim.Optimizer:
-        params = list(self.model_.parameters())
-        opt = self.optimizer
-        if opt is None:
-            return torch.optim.Adam(params, lr=self.outer_lr)
-        if isinstance(opt, torch.optim.Optimizer):
-            owned = {id(p) for g in opt.param_groups for p in g["params"]}
-            if not owned >= {id(p) for p in params}:
-                raise ValueError("optimizer: the optimizer instance does not hold all of the model's parameters")
-            return opt
-        if isinstance(opt, type) and issubclass(opt, torch.optim.Optimizer):
-            return opt(params, lr=self.outer_lr)
-        if callable(opt):
-            built = opt(params)
-            if not isinstance(built, torch.optim.Optimizer):
-                raise ValueError("optimizer: the callable must return a torch.optim.Optimizer")
-            return built
-        raise ValueError(
-            f"optimizer: expected None, a torch.optim.Optimizer class or instance, or a callable, got {opt!r}"
-        )
+        return build_optimizer(self.optimizer, list(self.model_.parameters()), self.outer_lr)
 
     # ------------------------------------------------------------------ functional pieces
 
@@ -326,14 +222,14 @@ class MetaLearner:
         """``forward(params, X)`` of the part the inner loop runs: the head (on features) or the whole model."""
         if self._head_only:
             module, buffers = self.model_.head, dict(self.model_.head.named_buffers())
-            return lambda p, X: functional_call(module, ({**_strip(p, "head."), **buffers},), (X,))
+            return lambda p, X: functional_call(module, ({**strip(p, "head."), **buffers},), (X,))
         module, buffers = self.model_, dict(self.model_.named_buffers())
         return lambda p, X: functional_call(module, ({**p, **buffers},), (X,))
 
     def _features(self, params: Params, X: torch.Tensor) -> torch.Tensor:
         """Features of every task's samples, ``(T, n, *input) -> (T, n, h)``, one ``vmap`` over tasks."""
         module = self.model_.features
-        fp = {**_strip(params, "features."), **dict(module.named_buffers())}
+        fp = {**strip(params, "features."), **dict(module.named_buffers())}
         return vmap(lambda x: functional_call(module, (fp,), (x,)), randomness="different")(X)
 
     def _inner_inputs(self, params: Params, X: torch.Tensor) -> tuple[Params, torch.Tensor]:
@@ -369,7 +265,7 @@ class MetaLearner:
         ``batch``: ``(X_in, y_in, X_out, y_out)`` with a leading task axis. Does not step.
         """
         self._ensure_setup()
-        with _explain_vmap_errors():
+        with explain_vmap_errors():
             return self._grads_and_loss(self._prepare(batch))[0]
 
     # ------------------------------------------------------------------ fit / adapt / predict
@@ -410,7 +306,7 @@ class MetaLearner:
                     batch = next(source)
                 except StopIteration:
                     break
-                with _explain_vmap_errors():
+                with explain_vmap_errors():
                     grads, loss = self._grads_and_loss(self._prepare(batch))
                 self.n_iter_ += 1
                 self.history_.append({"step": self.n_iter_, "loss": loss})
@@ -445,7 +341,7 @@ class MetaLearner:
         p0 = self._params(detach=True)
         if steps == 0:
             return p0
-        with torch.no_grad(), _explain_vmap_errors():
+        with torch.no_grad(), explain_vmap_errors():
             inner_p, Z = self._inner_inputs(p0, b.X_in)
             phi = self._adapt_batch(inner_p, Z, b.y_in, steps)
         return {**p0, **{k: v[0] for k, v in phi.items()}}
@@ -471,7 +367,7 @@ class MetaLearner:
             raise ValueError(f"steps: must be integers >= 0, got {steps!r}")
         b = self._prepare(batch)
         out: dict[int, dict[str, torch.Tensor]] = {}
-        with torch.no_grad(), _explain_vmap_errors():
+        with torch.no_grad(), explain_vmap_errors():
             p0 = self._params(detach=True)
             inner_p, Z_in = self._inner_inputs(p0, b.X_in)
             _, Z_out = self._inner_inputs(p0, b.X_out)
@@ -493,33 +389,3 @@ class MetaLearner:
                     res["accuracy"] = (pred.argmax(-1) == b.y_out).to(pred.dtype).mean(-1)
                 out[s] = res
         return out
-
-
-def tune_inner_lr(learner: MetaLearner, batch, grid: Sequence[float], steps: Sequence[int]) -> dict[int, float]:
-    """For each number of inner steps, the step size from ``grid`` with the best mean query score on ``batch``
-    (accuracy for ``cross_entropy``, else the loss; diverging step sizes lose). Restores ``learner.inner_lr``.
-
-    Used to give a baseline its best test-time step size, chosen on meta-training tasks.
-    """
-    original, best = learner.inner_lr, {}
-    try:
-        for lr in grid:
-            learner.set_params(inner_lr=float(lr))
-            for s, res in learner.evaluate(batch, steps=[s for s in steps if s > 0] or [0]).items():
-                score = float(res["accuracy"].mean()) if "accuracy" in res else -float(res["loss"].mean())
-                score = score if math.isfinite(score) else -math.inf
-                if s not in best or score > best[s][0]:
-                    best[s] = (score, float(lr))
-    finally:
-        learner.inner_lr = original
-    return {s: lr for s, (_, lr) in best.items()}
-
-
-def mean_ci(x: torch.Tensor | Sequence[float], z: float = 1.96) -> tuple[float, float]:
-    """Mean and half-width of its normal-approximation 95% confidence interval, ``z · sd / √n``."""
-    x = torch.as_tensor(x, dtype=torch.float64).flatten()
-    n = x.numel()
-    if n == 0:
-        return float("nan"), float("nan")
-    sd = float(x.std(unbiased=True)) if n > 1 else float("nan")
-    return float(x.mean()), z * sd / math.sqrt(n)

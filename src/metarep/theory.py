@@ -13,7 +13,7 @@ needs no training:
 - a check of the step sizes against the range where the infinite-task dynamics are stable:
   :func:`check_step_sizes`, :func:`step_size_warning`;
 - :func:`predictions` (the keys ``metarep run`` puts in ``summary.json``) and :func:`report`
-  (what ``metarep theory`` prints).
+  (what ``metarep theory`` prints, formatted by :mod:`metarep.cli.theory`).
 
 Risks are excess risks ``E‖θ̂ − θ‖²`` (the test loss minus the noise σ², for ``x ~ N(0, I)``). A
 risk whose expectation is infinite or undefined is returned as ``nan`` (``null`` in JSON).
@@ -392,52 +392,3 @@ def report(cfg, m_test: Sequence[int] = DEFAULT_M_TEST) -> dict[str, object]:
         ],
         "step_size_checks": [asdict(c) for c in check_step_sizes(cfg)],
     }
-
-
-def format_report(rep: dict) -> str:
-    """:func:`report` as a plain-text table (``metarep theory``)."""
-
-    def fl(xs) -> str:
-        return "[" + ", ".join(f"{x:.4g}" for x in xs) + "]"
-
-    def opt(x) -> str:
-        return "-" if x is None else f"{x:.4g}"
-
-    k, width = rep["k"], rep["width"]
-    kept = (
-        "all k"
-        if width >= k
-        else (f"top {width} of Σ*: {', '.join(map(str, rep['kept_directions']))} (underparametrized)")
-    )
-    lines = [
-        f"FO-ANIL theory, infinite tasks, head w = 0 (MATH.md §5); method {rep['method']}",
-        f"  d={rep['d']}, k={k}, width k'={width}, σ²={rep['sigma2']:g}, Σ* diag {fl(rep['sigma_star_diag'])}",
-        f"  α={rep['alpha']:g}, β={rep['beta']:g}, m_in={rep['m_in']}",
-        f"  b = (tr Σ* + σ²)/m_in            {rep['b']:.4g}",
-        f"  γ_j = s_j/((1+1/m_in)s_j + b)    {fl(rep['gamma'])}",
-        f"  directions learned               {kept}",
-        f"  lim eig B*ᵀBBᵀB* (= γ/α)         {fl(rep['predicted_signal_eigs'])}",
-        f"  α × those (α-invariant)          {fl(rep['predicted_alpha_signal_eigs'])}",
-        f"  rank of B_∞                      {rep['predicted_rank']}",
-        f"  lim t·‖B⊥ᵀB_t‖₂² (unlearning)    {rep['predicted_perp_rate']:.4g}",
-        "",
-        "excess risk E‖θ̂ − θ‖² on a new task with m samples ('-': infinite or undefined):",
-        f"  {'m':>6}  {'one step at limit':>17}  {'oracle':>9}  {'scratch':>9}",
-    ]
-    for r in rep["risks"]:
-        mark = "  (m = m_in)" if r["m"] == rep["m_in"] else ""
-        lines.append(
-            f"  {r['m']:>6}  {opt(r['limit_one_step']):>17}  {opt(r['oracle']):>9}  {opt(r['scratch']):>9}{mark}"
-        )
-    lines.append("")
-    checks = rep["step_size_checks"]
-    if not checks:
-        lines.append(f"step sizes: no stability check for method {rep['method']}")
-    else:
-        lines.append("step sizes (stability of the infinite-task dynamics):")
-        for c in checks:
-            lines.append(
-                f"  {'ok     ' if c['ok'] else 'WARNING'} {c['name']:<6} "
-                f"{c['value']:.3g} < {c['limit']:g}" + ("" if c["ok"] else f": {c['what']}")
-            )
-    return "\n".join(lines)

@@ -22,7 +22,56 @@ def theory(
 
     cfg = load_config(config, set_)
     ms = m_list(m_test)
-    from ..theory import format_report, report
+    from ..theory import report
 
     rep = report(cfg, ms)
     typer.echo(json.dumps(rep, indent=2) if json_out else format_report(rep))
+
+
+def format_report(rep: dict) -> str:
+    """:func:`report` as a plain-text table (``metarep theory``)."""
+
+    def fl(xs) -> str:
+        return "[" + ", ".join(f"{x:.4g}" for x in xs) + "]"
+
+    def opt(x) -> str:
+        return "-" if x is None else f"{x:.4g}"
+
+    k, width = rep["k"], rep["width"]
+    kept = (
+        "all k"
+        if width >= k
+        else (f"top {width} of Σ*: {', '.join(map(str, rep['kept_directions']))} (underparametrized)")
+    )
+    lines = [
+        f"FO-ANIL theory, infinite tasks, head w = 0 (MATH.md §5); method {rep['method']}",
+        f"  d={rep['d']}, k={k}, width k'={width}, σ²={rep['sigma2']:g}, Σ* diag {fl(rep['sigma_star_diag'])}",
+        f"  α={rep['alpha']:g}, β={rep['beta']:g}, m_in={rep['m_in']}",
+        f"  b = (tr Σ* + σ²)/m_in            {rep['b']:.4g}",
+        f"  γ_j = s_j/((1+1/m_in)s_j + b)    {fl(rep['gamma'])}",
+        f"  directions learned               {kept}",
+        f"  lim eig B*ᵀBBᵀB* (= γ/α)         {fl(rep['predicted_signal_eigs'])}",
+        f"  α × those (α-invariant)          {fl(rep['predicted_alpha_signal_eigs'])}",
+        f"  rank of B_∞                      {rep['predicted_rank']}",
+        f"  lim t·‖B⊥ᵀB_t‖₂² (unlearning)    {rep['predicted_perp_rate']:.4g}",
+        "",
+        "excess risk E‖θ̂ − θ‖² on a new task with m samples ('-': infinite or undefined):",
+        f"  {'m':>6}  {'one step at limit':>17}  {'oracle':>9}  {'scratch':>9}",
+    ]
+    for r in rep["risks"]:
+        mark = "  (m = m_in)" if r["m"] == rep["m_in"] else ""
+        lines.append(
+            f"  {r['m']:>6}  {opt(r['limit_one_step']):>17}  {opt(r['oracle']):>9}  {opt(r['scratch']):>9}{mark}"
+        )
+    lines.append("")
+    checks = rep["step_size_checks"]
+    if not checks:
+        lines.append(f"step sizes: no stability check for method {rep['method']}")
+    else:
+        lines.append("step sizes (stability of the infinite-task dynamics):")
+        for c in checks:
+            lines.append(
+                f"  {'ok     ' if c['ok'] else 'WARNING'} {c['name']:<6} "
+                f"{c['value']:.3g} < {c['limit']:g}" + ("" if c["ok"] else f": {c['what']}")
+            )
+    return "\n".join(lines)

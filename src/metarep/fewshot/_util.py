@@ -4,10 +4,15 @@ they accept and the validation of the options they share."""
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator
+import math
+from collections.abc import Iterator, Sequence
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
+
+if TYPE_CHECKING:
+    from ..learner import MetaLearner
 
 
 def spawn_seeds(seed: int, names: tuple[str, ...]) -> dict[str, int]:
@@ -69,3 +74,23 @@ def validate_meta_options(cfg) -> None:
         cfg.eval_steps,
     )
     need(cfg.test_tasks >= 2, "--test-tasks", ">= 2", cfg.test_tasks)
+
+
+def tune_inner_lr(learner: MetaLearner, batch, grid: Sequence[float], steps: Sequence[int]) -> dict[int, float]:
+    """For each number of inner steps, the step size from ``grid`` with the best mean query score on ``batch``
+    (accuracy for ``cross_entropy``, else the loss; diverging step sizes lose). Restores ``learner.inner_lr``.
+
+    Used to give a baseline its best test-time step size, chosen on meta-training tasks.
+    """
+    original, best = learner.inner_lr, {}
+    try:
+        for lr in grid:
+            learner.set_params(inner_lr=float(lr))
+            for s, res in learner.evaluate(batch, steps=[s for s in steps if s > 0] or [0]).items():
+                score = float(res["accuracy"].mean()) if "accuracy" in res else -float(res["loss"].mean())
+                score = score if math.isfinite(score) else -math.inf
+                if s not in best or score > best[s][0]:
+                    best[s] = (score, float(lr))
+    finally:
+        learner.inner_lr = original
+    return {s: lr for s, (_, lr) in best.items()}

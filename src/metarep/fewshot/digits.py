@@ -26,9 +26,10 @@ import torch.nn.functional as F
 from torch import nn
 from tqdm.auto import tqdm
 
-from ..learner import MetaLearner, mean_ci, tune_inner_lr
+from ..learner import MetaLearner
 from ..methods import registry
-from ._util import need, spawn_seeds, torch_threads, validate_meta_options
+from ..stats import mean_ci
+from ._util import need, spawn_seeds, torch_threads, tune_inner_lr, validate_meta_options
 from .images import ClassImages, EpisodeSampler, rotate_classes
 
 
@@ -38,7 +39,7 @@ def conv_net(
     """Small CNN: blocks of ``conv3×3(channels) → ReLU → maxpool2`` until the side is below 4, then a linear head.
 
     Two blocks for 8×8 digits (features of size ``channels · 2 · 2``), three for 28×28. No batch
-    normalisation (its running statistics cannot be kept per task; see :func:`metarep.learner.check_vmappable`).
+    normalisation (its running statistics cannot be kept per task; see :func:`metarep.vmap_safety.check_vmappable`).
     """
     if seed is not None:
         torch.manual_seed(seed)

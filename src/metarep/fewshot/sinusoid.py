@@ -23,9 +23,10 @@ import torch
 from torch import nn
 
 from ..batch import TaskBatch
-from ..learner import MetaLearner, mean_ci, tune_inner_lr
+from ..learner import MetaLearner
 from ..methods import registry
-from ._util import need, spawn_seeds, torch_threads, validate_meta_options
+from ..stats import mean_ci
+from ._util import need, spawn_seeds, torch_threads, tune_inner_lr, validate_meta_options
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,107 @@
+"""A network as :class:`metarep.learner.MetaLearner` sees it: the feature/head split, parameter
+names, the outer optimizer, what ``vmap`` over tasks requires of its modules (checked before
+training), and errors raised inside ``vmap`` re-explained as what a model must not do."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator, Mapping, Sequence
+from typing import Any
+
+import torch
+from torch import nn
+
+
+def check_vmappable(model: nn.Module) -> None:
+    """Raise ``ValueError`` naming the fix if ``model`` has modules that ``vmap`` over tasks cannot run.
+
+    Normalisation layers that track running statistics (``BatchNorm*``, ``InstanceNorm*`` with
+    ``track_running_stats=True``) update their buffers in place from each forward pass, which cannot
+    be done separately for every task of a ``vmap``.
+    """
+    for name, m in model.named_modules():
+        if isinstance(m, nn.modules.batchnorm._NormBase) and m.track_running_stats:
+            raise ValueError(
+                f"module {name or '<root>'!r} ({type(m).__name__}) tracks running statistics, which vmap cannot "
+                "update per task; build it with track_running_stats=False, call "
+                "torch.func.replace_all_batch_norm_modules_(model), or use nn.GroupNorm / nn.LayerNorm"
+            )
+        if type(m).__name__ == "_SpectralNorm" or hasattr(m, "weight_u"):
+            raise ValueError(
+                f"module {name or '<root>'!r} uses spectral_norm, whose power iteration updates buffers in place, "
+                "which vmap cannot do per task; remove it or use nn.utils.parametrizations.weight_norm"
+            )
+        if isinstance(m, nn.modules.lazy.LazyModuleMixin) and m.has_uninitialized_params():
+            raise ValueError(f"module {name or '<root>'!r} ({type(m).__name__}) is lazy; run one forward pass first")
+
+
+def is_vmap_error(e: RuntimeError) -> bool:
+    msg = str(e)
+    return any(k in msg for k in ("vmap", "Batching rule", "in-place", "inplace", "BatchedTensor"))
+
+
+def vmap_error(e: RuntimeError) -> ValueError:
+    return ValueError(
+        f"the model cannot be vmapped over tasks: {str(e).splitlines()[0]} -- modules must not modify buffers or "
+        "inputs in place (BatchNorm: track_running_stats=False; spectral_norm: not supported) and must not branch "
+        "on tensor values"
+    )
+
+
+@contextlib.contextmanager
+def explain_vmap_errors() -> Iterator[None]:
+    """Re-raise errors of ``vmap`` as a ``ValueError`` that says what the model must not do."""
+    try:
+        yield
+    except RuntimeError as e:
+        if is_vmap_error(e):
+            raise vmap_error(e) from e
+        raise
+
+
+class Split(nn.Module):
+    """``head(features(x))``; parameter names start with ``features.`` and ``head.``."""
+
+    def __init__(self, features: nn.Module, head: nn.Module):
+        super().__init__()
+        self.features = features
+        self.head = head
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.features(x))
+
+
+def resolve_keys(names: Sequence[str], wanted: Sequence[str]) -> tuple[str, ...]:
+    """Parameter names matching ``wanted``: exact names or dotted prefixes (``"head"`` → ``head.weight``, ...)."""
+    keys = []
+    for w in wanted:
+        hit = [n for n in names if n == w or n.startswith(w + ".")]
+        if not hit:
+            raise ValueError(f"adapt_params: {w!r} matches no parameter; parameters are {', '.join(names)}")
+        keys += [n for n in hit if n not in keys]
+    return tuple(n for n in names if n in keys)  # module order
+
+
+def strip(d: Mapping[str, torch.Tensor], prefix: str) -> dict[str, torch.Tensor]:
+    """The entries of ``d`` whose names start with ``prefix``, the prefix removed."""
+    return {k[len(prefix) :]: v for k, v in d.items() if k.startswith(prefix)}
+
+
+def build_optimizer(opt: Any, params: list[torch.Tensor], outer_lr: float) -> torch.optim.Optimizer:
+    """The outer optimizer over ``params`` from ``MetaLearner(optimizer=...)``: ``None`` (Adam), a class,
+    a callable ``params -> Optimizer`` or an optimizer already built over ``params``."""
+    if opt is None:
+        return torch.optim.Adam(params, lr=outer_lr)
+    if isinstance(opt, torch.optim.Optimizer):
+        owned = {id(p) for g in opt.param_groups for p in g["params"]}
+        if not owned >= {id(p) for p in params}:
+            raise ValueError("optimizer: the optimizer instance does not hold all of the model's parameters")
+        return opt
+    if isinstance(opt, type) and issubclass(opt, torch.optim.Optimizer):
+        return opt(params, lr=outer_lr)
+    if callable(opt):
+        built = opt(params)
+        if not isinstance(built, torch.optim.Optimizer):
+            raise ValueError("optimizer: the callable must return a torch.optim.Optimizer")
+        return built
+    raise ValueError(f"optimizer: expected None, a torch.optim.Optimizer class or instance, or a callable, got {opt!r}")
