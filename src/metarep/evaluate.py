@@ -43,7 +43,7 @@ from .estimators import (
     model_excess_risk,
     orthonormal_span,
 )
-from .files import write_csv, write_json
+from .files import write_csv, write_result
 from .stats import mean_se
 from .tasks import LinearRepTasks
 
@@ -359,7 +359,7 @@ def save_evaluation(result: dict, out_dir: str | Path, title: str = "") -> dict[
 
     out = Path(out_dir)
     paths = {"json": out / "evaluation.json", "csv": out / "evaluation.csv", "png": out / "evaluation.png"}
-    write_json(paths["json"], to_json(result))
+    write_result(paths["json"], to_json(result))
     write_csv(paths["csv"], rows(result))
     plot_risk(result, {name: label(result, name) for name in result["estimators"]}, title, paths["png"])
     return paths

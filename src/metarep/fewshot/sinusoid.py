@@ -143,7 +143,8 @@ class SinusoidResult:
 def make_learner(method: str, cfg: SinusoidConfig, init_seed: int) -> MetaLearner:
     """The network (same initialisation for every method) and its meta-learner."""
     features, head = sinusoid_net(cfg.hidden, seed=init_seed)
-    steps = cfg.reptile_inner_steps if method == "reptile" else cfg.inner_steps
+    reptile_like = registry.get(method).order == "reptile"  # Reptile's inner loop has its own length
+    steps = cfg.reptile_inner_steps if reptile_like else cfg.inner_steps
     return MetaLearner(features, head, method=method, inner_lr=cfg.inner_lr, inner_steps=steps, outer_lr=cfg.outer_lr)
 
 
