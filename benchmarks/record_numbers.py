@@ -115,7 +115,7 @@ def record(out: Path) -> None:
                 )
                 entry["evaluate_rc"] = e.returncode
                 if (d / "evaluation.json").is_file():
-                    entry["evaluation"] = json.loads((d / "evaluation.json").read_text())
+                    entry["evaluation"] = _clean(json.loads((d / "evaluation.json").read_text()))
             rec[f"run/{name}"] = entry
             print(name, p.returncode, flush=True)
         for name, args in THEORY.items():
@@ -211,7 +211,7 @@ def _num(v):
 
 def compare(a_path: Path, b_path: Path) -> int:
     """Print the largest relative difference per top-level entry; exit 1 if a float64 entry differs > 1e-12."""
-    a, b = json.loads(a_path.read_text()), json.loads(b_path.read_text())
+    a, b = _clean(json.loads(a_path.read_text())), _clean(json.loads(b_path.read_text()))
     bad = 0
     for key in sorted(set(a) | set(b)):
         la, lb = dict(_leaves(a.get(key))), dict(_leaves(b.get(key)))
