@@ -106,8 +106,16 @@ def test_outside_method_runs_through_metalearner(fo_boil):
 def test_outside_method_runs_in_a_reproduce_series(fo_boil, tmp_path):
     from metarep.experiments import EXPERIMENTS, QUICK, reproduce
 
-    scale = QUICK.__class__(**{**QUICK.__dict__, "d": 6, "tasks": 30, "steps": 10, "eval_every": 5,
-                               "eval_tasks": 20, "m_test": (5, 20), "multitask_steps": 2})  # fmt: skip
+    tiny = {
+        "d": 6,
+        "tasks": 30,
+        "steps": 10,
+        "eval_every": 5,
+        "eval_tasks": 20,
+        "m_test": (5, 20),
+        "multitask_steps": 2,
+    }
+    scale = QUICK.__class__(**{**QUICK.__dict__, **tiny})
     labels = [s.label for s in EXPERIMENTS["methods"].series(scale)]
     assert "fo_boil" in labels
     res = reproduce(["methods"], seeds=1, out=tmp_path, progress=False, scale=scale)

@@ -67,8 +67,9 @@ def engine_grad(name: str, alpha: float, inner_steps: int, kind: str = "linear")
         needs_grad = spec.order != "reptile"
         p = {k: v.detach().requires_grad_(needs_grad) for k, v in params._asdict().items()}
         keys = engine.adapt_keys(list(p), spec.adapts, lambda n: n == "w")  # the head is w
-        g, _ = engine.meta_grad(forward, engine.half_mse, p, batch, keys=keys, order=spec.order, alpha=alpha,
-                                steps=inner_steps)  # fmt: skip
+        g, _ = engine.meta_grad(
+            forward, engine.half_mse, p, batch, keys=keys, order=spec.order, alpha=alpha, steps=inner_steps
+        )
         return type(params)(**g)
 
     return fn
