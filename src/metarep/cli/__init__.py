@@ -1,8 +1,8 @@
-"""Command-line interface: ``metarep run``, ``evaluate``, ``theory``, ``reproduce``, ``bench`` and
-``metarep fewshot ...``.
+"""Command-line interface: ``metarep run``, ``evaluate``, ``theory``, ``reproduce``, ``sweep``, ``bench``
+and ``metarep fewshot ...``.
 
 One module per command (:mod:`.run`, :mod:`.bench`, :mod:`.evaluate`, :mod:`.theory`,
-:mod:`.reproduce`, :mod:`.fewshot`), the helpers they share in :mod:`.common`; this module only
+:mod:`.reproduce`, :mod:`.sweep`, :mod:`.fewshot`), the helpers they share in :mod:`.common`; this module only
 assembles :data:`app`. Commands import the training stack when they run, not here.
 
 Bad input exits with code 2 and a one-line ``error:`` message naming the key; no traceback.
@@ -15,7 +15,7 @@ import sys
 
 import typer
 
-from . import bench, evaluate, reproduce, run, theory
+from . import bench, evaluate, reproduce, run, sweep, theory
 from .common import fail, user_errors
 from .fewshot import fewshot_app
 
@@ -41,6 +41,7 @@ app.command("bench")(bench.bench)
 app.command("evaluate")(evaluate.evaluate)
 app.command("theory")(theory.theory)
 app.command("reproduce")(reproduce.reproduce)
+app.command("sweep")(sweep.sweep)
 app.add_typer(fewshot_app, name="fewshot")
 
 

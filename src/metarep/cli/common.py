@@ -51,6 +51,20 @@ def prepare_out(out: Path | None, default: Path) -> Path:
         fail(f"--out: cannot write to {path}: {e.strerror or e}")
 
 
+def check_scheduler(scheduler: str | None, jobs: int | None) -> None:
+    """Exit 2 with one line when ``--scheduler`` is given with ``--jobs``, or when Dask is not installed."""
+    if scheduler is None:
+        return
+    if jobs is not None:
+        fail("--jobs and --scheduler are exclusive: --jobs sizes the local pool, the Dask workers size a cluster")
+    from ..experiments.executors import ExecutorError, require_dask
+
+    try:
+        require_dask()
+    except ExecutorError as e:
+        fail(f"--scheduler: {e}")
+
+
 def m_list(text: str, option: str = "--m-test") -> list[int]:
     """Parse ``5,10,20`` into sorted distinct sample sizes ``>= 1``; exit 2 with one line otherwise."""
     parts = [p.strip() for p in text.split(",") if p.strip()]

@@ -1,8 +1,8 @@
-"""Reproduce the paper: declared experiments, run over seeds on a local process pool, aggregated
+"""Reproduce the paper: declared experiments, run over seeds on a local process pool or a Dask cluster, aggregated
 into one PNG and one tidy CSV per experiment and a ``REPORT.md`` (``metarep reproduce``).
 
-:mod:`.framework` is the machinery (experiments, aggregation, report), :mod:`.runner` the run store
-and executor, and :mod:`.paper` declares the paper's experiments.
+:mod:`.framework` is the machinery (experiments, aggregation, report), :mod:`.runner` the run store,
+:mod:`.executors` where runs are made (local processes, Dask), and :mod:`.paper` declares the paper's experiments.
 """
 
 from __future__ import annotations
@@ -43,11 +43,13 @@ def reproduce(
     out: str | Path = "reproduction",
     progress: bool | None = None,
     scale: Scale | None = None,
+    scheduler: str | None = None,
 ) -> dict:
     """Run (or resume) the paper's named experiments and write their figures, tables and ``REPORT.md``.
 
     Runs live in ``out/runs/`` keyed by a hash of their config; complete ones are skipped.
-    ``scale`` overrides the sizes (default: :data:`FULL`, or :data:`QUICK` with ``quick``).
+    ``scale`` overrides the sizes (default: :data:`FULL`, or :data:`QUICK` with ``quick``). Runs are
+    made on ``jobs`` local processes, or with ``scheduler`` (``tcp://HOST:PORT``) on a Dask cluster.
     Returns ``{"counts": ..., "experiments": [...], "report": path}``.
     """
     return framework.reproduce(
@@ -58,6 +60,7 @@ def reproduce(
         jobs=jobs,
         out=out,
         progress=progress,
+        scheduler=scheduler,
         command=f"metarep reproduce{' --quick' if quick else ''} --seeds {seeds}",
         tag="quick" if quick else "",
         note=QUICK_NOTE if quick else "",

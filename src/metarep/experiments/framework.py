@@ -147,13 +147,15 @@ def reproduce(
     jobs: int = 1,
     out: str | Path,
     progress: bool | None = None,
+    scheduler: str | None = None,
     command: str = "",
     tag: str = "",
     note: str = "",
 ) -> dict:
     """Run (or resume) the named experiments of ``study`` and write their figures, tables and ``REPORT.md``.
 
-    Runs live in ``out/runs/`` keyed by a hash of their config; complete ones are skipped.
+    Runs live in ``out/runs/`` keyed by a hash of their config; complete ones are skipped. They are
+    made on ``jobs`` local processes, or on the workers of the Dask ``scheduler`` (``tcp://HOST:PORT``).
     ``command`` is how the report says it was made, ``tag`` marks the figure titles (``"(tag)"``),
     ``note`` follows the setting in the header. Returns ``{"counts": ..., "experiments": [...],
     "report": path}``.
@@ -164,7 +166,11 @@ def reproduce(
     out = Path(out)
     store = out / "runs"
     counts = run_all(
-        [spec for series in runs.values() for specs in series.values() for spec in specs], store, jobs, progress
+        [spec for series in runs.values() for specs in series.values() for spec in specs],
+        store,
+        jobs=jobs,
+        progress=progress,
+        scheduler=scheduler,
     )
     if counts["failed"]:
         raise RuntimeError(f"{counts['failed']} run(s) did not complete, first: {counts['errors'][0]}")

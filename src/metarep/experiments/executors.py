@@ -1,0 +1,171 @@
+"""Executors: where the runs of a reproduction or a sweep are made.
+
+An :class:`Executor` applies one picklable function to many items and yields each item with its
+result (or the exception it raised) as soon as it is done, in any order. The function must be pure:
+it receives everything it needs as arguments and returns everything it made, so an executor needs
+no filesystem shared with the client. Two executors:
+
+- :class:`LocalExecutor`: a pool of ``jobs`` processes on this machine (``spawn`` context);
+- :class:`DaskExecutor`: the workers of a running ``dask.distributed`` scheduler
+  (``pip install 'metarep[dask]'``), each item submitted with retries, so that a worker that dies
+  mid-run costs only a retry of that run.
+
+:func:`make_executor` picks one from ``jobs`` and ``scheduler``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import multiprocessing
+import socket
+import uuid
+from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
+from typing import Any, Protocol
+
+CONNECT_TIMEOUT = 10.0  # seconds to reach a scheduler before giving up
+RETRIES = 2  # Dask: extra attempts of an item whose function raised or whose worker died
+DASK_MISSING = "Dask is not installed; pip install 'metarep[dask]'"
+
+
+class ExecutorError(Exception):
+    """An executor cannot be set up: Dask is missing, or the scheduler cannot be reached."""
+
+
+class Executor(Protocol):
+    """Applies a function to items somewhere; yields ``(item, result or exception)`` as they finish."""
+
+    def submit_all(
+        self, fn: Callable[[Any], Any], items: Sequence[Any], names: Sequence[str] | None = None
+    ) -> Iterator[tuple[Any, Any]]:
+        """Submit ``fn(item)`` for every item; yield ``(item, result)``, or ``(item, exception)`` if
+        it raised, in order of completion. ``names`` label the items for monitoring (Dask keys)."""
+        ...
+
+    def close(self, cancel: bool = False) -> None:
+        """Release the executor; with ``cancel``, drop queued items and stop without waiting for running ones."""
+        ...
+
+
+class LocalExecutor:
+    """A pool of ``jobs`` worker processes on this machine (``spawn``: no state inherited from the client)."""
+
+    def __init__(self, jobs: int = 1):
+        self.jobs = jobs
+        self._pool = ProcessPoolExecutor(max_workers=jobs, mp_context=multiprocessing.get_context("spawn"))
+
+    def submit_all(
+        self, fn: Callable[[Any], Any], items: Sequence[Any], names: Sequence[str] | None = None
+    ) -> Iterator[tuple[Any, Any]]:
+        futures = {self._pool.submit(fn, item): item for item in items}
+        pending = set(futures)
+        while pending:
+            done, pending = wait(pending, return_when=FIRST_COMPLETED)
+            for f in done:
+                err = f.exception()
+                yield futures[f], (err if err is not None else f.result())
+
+    def close(self, cancel: bool = False) -> None:
+        if not cancel:
+            self._pool.shutdown(wait=True)
+            return
+        # stop promptly: queued items are dropped, running ones are not waited for
+        processes = list((getattr(self._pool, "_processes", None) or {}).values())
+        self._pool.shutdown(wait=False, cancel_futures=True)
+        for p in processes:
+            if p.is_alive():
+                p.terminate()
+
+
+class DaskExecutor:
+    """The workers of a ``dask.distributed`` scheduler at ``address`` (``tcp://HOST:PORT``).
+
+    Every item is submitted with ``pure=False`` (always run, never taken from a cache) and
+    ``retries=RETRIES``; a worker that dies while it holds an item makes the scheduler give the item
+    to another worker. Results are gathered one at a time as they complete and then released.
+    Raises :class:`ExecutorError` when Dask is not installed or the scheduler does not answer
+    within ``timeout`` seconds.
+    """
+
+    def __init__(self, address: str, timeout: float | None = None):
+        try:
+            from distributed import Client
+        except ImportError:
+            raise ExecutorError(DASK_MISSING) from None
+        self.address = address
+        self._pending: list = []
+        wait_s = CONNECT_TIMEOUT if timeout is None else timeout
+        _probe(address, wait_s)  # fail fast, before a client starts its threads
+        try:
+            self.client = Client(address, timeout=wait_s, set_as_default=False)
+        except Exception as e:  # timeouts, refused connections, a service that is not a Dask scheduler
+            raise ExecutorError(_unreachable(address, wait_s, e)) from None
+
+    def submit_all(
+        self, fn: Callable[[Any], Any], items: Sequence[Any], names: Sequence[str] | None = None
+    ) -> Iterator[tuple[Any, Any]]:
+        from distributed import as_completed
+
+        names = names or [getattr(fn, "__name__", "item")] * len(items)
+        batch = uuid.uuid4().hex[:8]
+        futures = {}
+        for item, name in zip(items, names):
+            f = self.client.submit(fn, item, key=f"{name}-{batch}", pure=False, retries=RETRIES)
+            futures[f.key] = (f, item)
+        self._pending = [f for f, _ in futures.values()]
+        for f in as_completed(self._pending, loop=self.client.loop):
+            item = futures[f.key][1]
+            try:
+                out = f.result()
+            except Exception as e:  # the function raised (after its retries), or the item was lost
+                out = e
+            f.release()
+            yield item, out
+        self._pending = []
+
+    def close(self, cancel: bool = False) -> None:
+        # errors here mean the scheduler is already gone: nothing left to cancel, the client closes anyway
+        if cancel and self._pending:
+            with contextlib.suppress(Exception):
+                self.client.cancel(self._pending, force=True)
+        self._pending = []
+        with contextlib.suppress(Exception):
+            self.client.close(timeout=2 if cancel else CONNECT_TIMEOUT)
+
+
+def _unreachable(address: str, timeout: float, err: BaseException) -> str:
+    reason = str(err).splitlines()[0] if str(err) else type(err).__name__
+    if isinstance(err, TimeoutError) and str(timeout) not in reason:
+        reason += f" (no answer within {timeout:g} s)"
+    return f"cannot reach the Dask scheduler at {address}: {reason}"
+
+
+def _probe(address: str, timeout: float) -> None:
+    """Open and close a TCP connection to a ``tcp://HOST:PORT`` (or ``HOST:PORT``) address; other
+    protocols (``tls://``, ...) are left to the Dask client. Raises :class:`ExecutorError`."""
+    from distributed.comm import parse_address, parse_host_port
+
+    try:
+        scheme, loc = parse_address(address)
+        if scheme != "tcp":
+            return
+        host, port = parse_host_port(loc)
+    except (ValueError, TypeError) as e:
+        raise ExecutorError(f"expected a scheduler address tcp://HOST:PORT, got {address!r} ({e})") from None
+    try:
+        socket.create_connection((host, port), timeout=timeout).close()
+    except OSError as e:
+        raise ExecutorError(_unreachable(address, timeout, e)) from None
+
+
+def make_executor(jobs: int = 1, scheduler: str | None = None) -> Executor:
+    """A :class:`DaskExecutor` on ``scheduler`` when given, else a :class:`LocalExecutor` of ``jobs`` processes."""
+    return DaskExecutor(scheduler) if scheduler else LocalExecutor(jobs)
+
+
+def require_dask() -> None:
+    """Raise :class:`ExecutorError` when ``dask.distributed`` cannot be imported."""
+    try:
+        import distributed  # noqa: F401
+    except ImportError:
+        raise ExecutorError(DASK_MISSING) from None
