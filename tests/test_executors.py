@@ -21,6 +21,7 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
+from metarep import outputs
 from metarep.cli import app
 from metarep.experiments import executors, runner
 from metarep.experiments.runner import RunSpec, is_complete, run_all, write_outputs
@@ -96,8 +97,12 @@ class FakeExecutor:
 
 
 def test_failed_and_diverged_runs_are_listed_and_do_not_stop_the_others(tmp_path, monkeypatch):
-    done = {"summary.json": json.dumps({"status": "complete"}).encode()}
-    diverged = {"summary.json": json.dumps({"status": "diverged"}).encode()}
+    stand_ins = {name: b"stand-in" for name in outputs.RUN_FILES}  # a run's files, sealed by its summary
+    done = {**stand_ins, "summary.json": json.dumps(outputs.sealed_summary({"status": "complete"}, stand_ins)).encode()}
+    diverged = {
+        **stand_ins,
+        "summary.json": json.dumps(outputs.sealed_summary({"status": "diverged"}, stand_ins)).encode(),
+    }
     answers = {
         0: RuntimeError("worker lost"),
         1: {"status": "diverged", "message": "lower beta", "files": diverged},

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
-from metarep import theory
+from metarep import outputs, theory
 from metarep.cli import app
 from metarep.config import load_config
 from metarep.experiments import sweep_plots, sweep_results
@@ -168,10 +168,13 @@ def fake_run(store: Path, key: str, status: str, value: float, evaluation: bool 
     d.mkdir(parents=True)
     summary = {"status": status, "message": "diverged at step 2; lower method.beta" if status == "diverged" else ""}
     summary.update({k: value for k in sweep_results.METRICS}, signal_eigs=[value] * 5, wall_seconds=1.0)
-    (d / "summary.json").write_text(json.dumps(summary))
+    names = outputs.RUN_FILES + (outputs.EVALUATION_FILES if evaluation else ())
+    for name in names:  # stand-ins: the folder is read only through its sealed summary
+        (d / name).write_bytes(b"stand-in")
     if evaluation:
         est = {"learned": {"mc_mean": [value, 2 * value], "mc_se": [0.1, 0.1], "closed_form": [None, value]}}
         (d / "evaluation.json").write_text(json.dumps({"m_test": [5, 10], "estimators": est}))
+    outputs.seal(d, summary, names)
 
 
 def test_results_summary_and_figures_from_run_folders(tmp_path):

@@ -148,11 +148,18 @@ def _int(key: str, v: Any, lo: int | None = 1, allow_none: bool = False) -> None
 
 
 def _float(key: str, v: Any, positive: bool = True, allow_zero: bool = False) -> None:
-    if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v):
-        raise ConfigError(f"{key}: must be a finite number, got {v!r}")
+    if isinstance(v, bool) or not isinstance(v, (int, float)) or not _finite(v):
+        raise ConfigError(f"{key}: must be a finite number, got {_one_line(repr(v), 60)}")
     if positive and (v < 0 or (v == 0 and not allow_zero)):
         allowed = ">= 0" if allow_zero else "> 0"
         raise ConfigError(f"{key}: must be a number {allowed}, got {v}")
+
+
+def _finite(v: int | float) -> bool:
+    try:
+        return math.isfinite(float(v))
+    except OverflowError:  # an integer beyond the float range
+        return False
 
 
 def _choice(key: str, v: Any, allowed: tuple[str, ...]) -> None:
@@ -229,8 +236,26 @@ def _check_run(cfg: Config) -> None:
     _int("run.seed", r.seed, lo=0)
     _int("run.eval_every", r.eval_every)
     _choice("run.dtype", r.dtype, DTYPES)
-    if not isinstance(r.device, str) or not (r.device == "cpu" or r.device.startswith("cuda")):
-        raise ConfigError(f"run.device: must be 'cpu' or 'cuda[:N]', got {r.device!r}")
+    _check_device(r.device)
+
+
+def _check_device(device: Any) -> None:
+    """``cpu``, or ``cuda``/``cuda:N`` for a device this torch build has (torch imported only for CUDA)."""
+    allowed = "'cpu' or 'cuda[:N]'"
+    if device == "cpu":
+        return
+    if not isinstance(device, str) or not (device == "cuda" or device.startswith("cuda:")):
+        raise ConfigError(f"run.device: must be {allowed}, got {device!r}")
+    index = device.partition(":")[2]
+    if device != "cuda" and not (index.isascii() and index.isdigit()):
+        raise ConfigError(f"run.device: must be {allowed} with N a device number, got {device!r}")
+    import torch  # lazily: the config layer stays importable without torch
+
+    if not torch.cuda.is_available():
+        raise ConfigError(f"run.device: {device!r} needs CUDA, which this torch build lacks or cannot use; use 'cpu'")
+    count = torch.cuda.device_count()
+    if index and int(index) >= count:
+        raise ConfigError(f"run.device: {device!r}: this machine has {count} CUDA device(s) (cuda:0..cuda:{count - 1})")
 
 
 def regime(cfg: Config) -> str:
@@ -299,18 +324,45 @@ def from_dict(raw: dict[str, Any]) -> Config:
     parts: dict[str, Any] = {}
     for section, values in raw.items():
         if section not in SECTIONS:
-            raise ConfigError(f"{section}: unknown section; allowed: {', '.join(SECTIONS)}")
+            raise ConfigError(f"{_name(section)}: unknown section; allowed: {', '.join(SECTIONS)}")
         if not isinstance(values, dict):
-            raise ConfigError(f"{section}: must be a table of keys")
+            raise ConfigError(f"{_name(section)}: must be a table of keys")
         names = [f.name for f in dataclasses.fields(SECTIONS[section])]
         for key in values:
             if key not in names:
-                raise ConfigError(f"{section}.{key}: unknown key; allowed: {', '.join(names)}")
+                raise ConfigError(f"{section}.{_name(key)}: unknown key; allowed: {', '.join(names)}")
         parts[section] = SECTIONS[section](**{k: _normalise(section, k, v) for k, v in values.items()})
     try:
         return Config(**parts)
     except TypeError as e:  # pragma: no cover - guarded by the key check above
         raise ConfigError(str(e)) from None
+
+
+def read_toml(path: str | Path, what: str = "config") -> dict[str, Any]:
+    """A TOML file as a dict; :class:`ConfigError` (one line, naming ``what``) for any unreadable file."""
+    p = Path(path)
+    try:
+        if not p.is_file():
+            raise ConfigError(f"{what}: file not found: {p}")
+        text = p.read_bytes().decode("utf-8")
+        return tomllib.loads(text)
+    except UnicodeDecodeError as e:
+        raise ConfigError(f"{what}: {p} is not UTF-8 text (byte {e.start}); a config is a TOML text file") from None
+    except tomllib.TOMLDecodeError as e:
+        raise ConfigError(f"{what}: malformed TOML in {p}: {_one_line(str(e))}") from None
+    except OSError as e:  # too long a name, a folder, no permission, ...
+        raise ConfigError(f"{what}: cannot read {_one_line(str(p), 200)}: {e.strerror or e}") from None
+
+
+def _name(name: Any) -> str:
+    """A key as written, or its repr when it is empty or holds spaces or control characters."""
+    text = str(name)
+    return text if text.isprintable() and text.strip() == text and text else _one_line(repr(name), 80)
+
+
+def _one_line(text: str, limit: int = 300) -> str:
+    text = " ".join(text.split())
+    return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
 def load_config(path: str | Path | None = None, overrides: list[str] | tuple[str, ...] = ()) -> Config:
@@ -320,17 +372,11 @@ def load_config(path: str | Path | None = None, overrides: list[str] | tuple[str
     """
     raw: dict[str, Any] = {}
     if path is not None:
-        p = Path(path)
-        if not p.is_file():
-            raise ConfigError(f"config: file not found: {p}")
-        try:
-            raw = tomllib.loads(p.read_text())
-        except tomllib.TOMLDecodeError as e:
-            raise ConfigError(f"config: malformed TOML in {p}: {e}") from None
+        raw = read_toml(path)
     for item in overrides:
         section, key, value = parse_set(item)
         raw.setdefault(section, {})
         if not isinstance(raw[section], dict):
-            raise ConfigError(f"{section}: must be a table of keys")
+            raise ConfigError(f"{_name(section)}: must be a table of keys")
         raw[section][key] = value
     return from_dict(raw)

@@ -32,7 +32,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from . import theory
+from . import limits, theory
 from .estimators import (
     Estimator,
     Forward,
@@ -238,6 +238,15 @@ def _head_step_warnings(alpha: float, B: torch.Tensor, m: int, steps: int) -> li
     return [f"alpha*|B|^2*(1+sqrt(r/m))^2 = {v:.3g} >= 2 at m = {m}: {steps} head steps may be unstable; lower --alpha"]
 
 
+def _require_finite(res: dict, alpha: float) -> None:
+    """Raise :class:`~metarep.limits.InputError` when the adapted estimator's risks overflowed."""
+    means = res["estimators"]["learned"]["mc_mean"]
+    bad = [m for m, r in zip(res["m_test"], means, strict=True) if not math.isfinite(r)]
+    if bad:
+        where = ", ".join(map(str, bad))
+        raise limits.InputError(f"--alpha: head steps of {alpha:g} give non-finite risks (overflow) at m = {where}")
+
+
 def evaluate_run(
     run,
     *,
@@ -255,6 +264,7 @@ def evaluate_run(
     run's config (its α, ``m_in`` and width).
     """
     cfg, tasks = run.config, run.tasks
+    limits.check_evaluate(cfg.task.d, list(m_test), n_tasks, test_points=100)
     B, w = run.params[0], run.params[1]
     a = cfg.method.alpha if alpha is None else float(alpha)
     head = "run"
@@ -279,6 +289,7 @@ def evaluate_run(
         params=extra,
         progress=progress,
     )
+    _require_finite(res, a)
     notes = _head_step_warnings(a, B, min(res["m_test"]), steps)
     return {
         "method": cfg.method.name,

@@ -1,8 +1,17 @@
 """A run's outputs: ``config.json``, ``params.npz``, ``history.csv``, ``dynamics.png``,
-``summary.json``; and :func:`load_run` to read a finished run back."""
+``summary.json``; :func:`verify_run` to check a folder holds a finished run, and :func:`load_run`
+to read one back.
+
+A run folder is finished exactly when its ``summary.json`` says so: written last, it holds a
+``manifest`` with the sha256 of every other file of the run (and of its own content without the
+manifest). A run (or an evaluation sealed into it, :func:`seal_evaluation`) removes the marker
+before it writes anything, so a folder caught mid-write, a damaged file, an edited summary or a
+folder written before manifests existed all fail :func:`verify_run`.
+"""
 
 from __future__ import annotations
 
+import hashlib
 import io
 import json
 from pathlib import Path
@@ -17,6 +26,85 @@ from .models import LinearParams, Relu3Params
 from .plots import plot_dynamics
 from .tasks import LinearRepTasks
 from .train import DTYPES, RunResult
+
+SUMMARY = "summary.json"  # the finished-run marker, written last
+MANIFEST = "manifest"  # its key: {file name: sha256 hex}, summary.json's entry digests the rest of the summary
+RUN_FILES = ("config.json", "params.npz", "history.csv", "dynamics.png")
+EVALUATION_FILES = ("evaluation.json", "evaluation.csv", "evaluation.png")
+TIMING = ("wall_seconds",)  # not a result: left out of the summary's own digest
+
+
+class NotFinishedRun(ValueError):
+    """A folder that does not hold a finished run; the message says what is wrong."""
+
+
+def sha256_bytes(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def _summary_digest(summary: dict) -> str:
+    """sha256 of the summary's content but its manifest and its timing: identical runs (on any machine)
+    have identical manifests, and any other edit shows."""
+    body = {k: v for k, v in summary.items() if k not in (MANIFEST, *TIMING)}
+    return sha256_bytes(json.dumps(body, sort_keys=True).encode())
+
+
+def sealed_summary(summary: dict, files: dict[str, bytes]) -> dict:
+    """``summary`` with the ``manifest`` of ``files`` (name -> bytes) and of itself."""
+    body = {k: v for k, v in summary.items() if k != MANIFEST}
+    manifest = {name: sha256_bytes(data) for name, data in sorted(files.items()) if name != SUMMARY}
+    return {**body, MANIFEST: {**manifest, SUMMARY: _summary_digest(body)}}
+
+
+def seal(out_dir: str | Path, summary: dict, names: tuple[str, ...] = RUN_FILES) -> None:
+    """Write ``summary.json`` into ``out_dir`` with the manifest of the files ``names`` there (all must exist)."""
+    out = Path(out_dir)
+    write_json(out / SUMMARY, sealed_summary(summary, {n: (out / n).read_bytes() for n in names}))
+
+
+def seal_evaluation(out_dir: str | Path) -> None:
+    """Rewrite the finished run's ``summary.json`` so its manifest also covers the evaluation files."""
+    summary = verify_run(out_dir)
+    seal(out_dir, summary, RUN_FILES + EVALUATION_FILES)
+
+
+def verify_run(run_dir: str | Path, require: tuple[str, ...] = ()) -> dict:
+    """Check that ``run_dir`` holds a finished run whose files are those its summary's manifest names
+    (and, with ``require``, that the manifest covers those files too); return the summary.
+
+    Raises :class:`NotFinishedRun` saying what is wrong: a missing file, a digest mismatch, a summary
+    that is not a JSON object or has no manifest.
+    """
+    d = Path(run_dir)
+    summary = _read_summary(d)
+    manifest = summary.get(MANIFEST)
+    if not isinstance(manifest, dict) or not all(isinstance(v, str) for v in manifest.values()):
+        raise NotFinishedRun(f"{d}: not a finished metarep run ({SUMMARY} has no manifest)")
+    missing = [n for n in (*RUN_FILES, SUMMARY, *require) if n not in manifest]
+    if missing:
+        raise NotFinishedRun(f"{d}: not a finished metarep run (the manifest does not cover {missing[0]})")
+    if manifest[SUMMARY] != _summary_digest(summary):
+        raise NotFinishedRun(f"{d}: not a finished metarep run ({SUMMARY} does not match its digest)")
+    for name, digest in manifest.items():
+        if name == SUMMARY:
+            continue
+        if Path(name).name != name or not (d / name).is_file():
+            raise NotFinishedRun(f"{d}: not a finished metarep run (no {name})")
+        if sha256_bytes((d / name).read_bytes()) != digest:
+            raise NotFinishedRun(f"{d}: not a finished metarep run ({name} does not match its digest)")
+    return summary
+
+
+def _read_summary(d: Path) -> dict:
+    try:
+        summary = json.loads((d / SUMMARY).read_text())
+    except FileNotFoundError:
+        raise NotFinishedRun(f"{d}: not a finished metarep run (no {SUMMARY})") from None
+    except (OSError, ValueError) as e:
+        raise NotFinishedRun(f"{d}: not a finished metarep run ({SUMMARY} is not readable JSON: {e})") from None
+    if not isinstance(summary, dict):
+        raise NotFinishedRun(f"{d}: not a finished metarep run ({SUMMARY} is not an object)")
+    return summary
 
 
 class LoadedRun(NamedTuple):
@@ -49,12 +137,10 @@ def save_params(path: str | Path, result: RunResult) -> None:
 def load_run(run_dir: str | Path) -> LoadedRun:
     """Read the config, final parameters, ground truth and summary of a finished run.
 
-    Raises ``FileNotFoundError`` when ``run_dir`` does not hold a finished run.
+    Raises :class:`NotFinishedRun` when ``run_dir`` does not hold a finished run (:func:`verify_run`).
     """
     d = Path(run_dir)
-    for name in ("config.json", "params.npz", "summary.json"):
-        if not (d / name).is_file():
-            raise FileNotFoundError(f"{d}: not a finished metarep run (no {name})")
+    summary = verify_run(d)
     cfg = from_dict(json.loads((d / "config.json").read_text())["config"])
     with np.load(d / "params.npz", allow_pickle=False) as z:
         arr = {k: torch.from_numpy(z[k].copy()) for k in z.files}
@@ -63,16 +149,18 @@ def load_run(run_dir: str | Path) -> LoadedRun:
     if cfg.model.kind == "relu3":
         params = Relu3Params(params.B, params.w, arr["C"].to(dtype))
     tasks = LinearRepTasks(arr["B_star"], arr["sigma_diag"], cfg.task.sigma2, dtype)
-    return LoadedRun(cfg, params, tasks, json.loads((d / "summary.json").read_text()))
+    return LoadedRun(cfg, params, tasks, summary)
 
 
 def save_run(result: RunResult, out_dir: str | Path) -> Path:
     """Write every output of ``result`` into ``out_dir`` (which must exist), each file atomically.
 
-    ``summary.json`` is written last, so a folder holding one is a finished run; its ``status``
-    says whether the run completed, diverged or was interrupted.
+    An earlier ``summary.json`` goes first; the new one is written last, with the manifest of the
+    other files (:func:`seal`), so a folder that passes :func:`verify_run` is a finished run; its
+    ``status`` says whether the run completed, diverged or was interrupted.
     """
     out = Path(out_dir)
+    (out / SUMMARY).unlink(missing_ok=True)
     cfg = result.config
     write_result(out / "config.json", {"config": cfg.to_dict(), "digest": cfg.digest(), "seeds": result.seeds})
     save_params(out / "params.npz", result)
@@ -84,5 +172,5 @@ def save_run(result: RunResult, out_dir: str | Path) -> Path:
         + ("" if result.status == "complete" else f"  [{result.status.upper()}]")
     )
     plot_dynamics(result.history, result.summary, title, out / "dynamics.png")
-    write_json(out / "summary.json", {**result.summary, "message": result.message})
+    seal(out, {**result.summary, "message": result.message})
     return out

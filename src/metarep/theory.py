@@ -200,13 +200,28 @@ class StepSizeCheck:
     what: str
 
 
-def init_curvature(d: int, width: int, init_scale: float, lam_max: float, b: float) -> float:
+def init_curvature(
+    d: int, width: int, init_scale: float, lam_max: float, b: float, tasks: float = math.inf, m_out: int = 1
+) -> float:
     """Typical ``‖B_0ᵀ G B_0‖₂`` for ``B_0`` entries ``N(0, init_scale²/d)``, ``G = (1 + 1/m_in)S + bI``:
     ``init_scale² · max(b (1 + √(k'/d))², λ_max (√(k'/d) + √(1/d))²)`` (the bulk edge of the
-    Marchenko–Pastur law on the ``b`` part, and the largest spike from span(B*)). Within about 20%
-    of the sampled value for the paper's setting."""
+    Marchenko–Pastur law on the ``b`` part, and the largest spike from span(B*)), within about 20%
+    of the sampled value for the paper's setting. With a pool of N = ``tasks``, ``G`` is the pool's
+    ``mean_i Σ̂_out,i ⊗ c_i c_iᵀ`` (``c_i = X_inᵀy_in/m_in``), not its expectation: the ``b`` part of
+    ``mean_i c_i c_iᵀ`` is a Wishart of N vectors in ``R^d``, edge ``b (1 + √(d/N))²`` (one task:
+    ``‖c‖² ≈ d b``), times ``(1 + √(d/(N m_out)))²`` for the pooled ``Σ̂_out``; N = ∞ gives ``G``."""
     r = width / d
-    return init_scale**2 * max(b * (1 + math.sqrt(r)) ** 2, lam_max * (math.sqrt(r) + math.sqrt(1 / d)) ** 2)
+    b_pool = b * (1 + math.sqrt(d / tasks)) ** 2
+    out = (1 + math.sqrt(d / (tasks * m_out))) ** 2
+    return init_scale**2 * out * max(b_pool * (1 + math.sqrt(r)) ** 2, lam_max * (math.sqrt(r) + math.sqrt(1 / d)) ** 2)
+
+
+LABELS = {
+    "limit": "alpha*beta*s_max",
+    "init": "alpha^2*beta*|B_0^T G B_0|",
+    "inner": "alpha*|B|^2*|Sigma_in|_span(B)",
+    "head": "alpha*|B_0|^2*|Sigma_in|",
+}
 
 
 def check_step_sizes(cfg) -> list[StepSizeCheck]:
@@ -226,15 +241,22 @@ def check_step_sizes(cfg) -> list[StepSizeCheck]:
        initialisation: a direction of ``B`` is multiplied by about ``1 + h s − α²β e`` with ``e`` an
        eigenvalue of ``B_0ᵀ G B_0``, so ``α²β ‖B_0ᵀGB_0‖₂ < 2`` (twice that for ANIL and MAML),
        with the typical value of :func:`init_curvature` (a heuristic: a large ``model.init_scale``
-       or a large α makes the first steps blow up).
-    3. ``inner`` (only with ``method.inner_steps > 1``). Gradient descent on the head with
+       or a large α makes the first steps blow up). For a finite pool of N tasks ``G`` is the pool's
+       curvature, which a small N makes large (one task: the outer loss's Hessian is that task's
+       ``Σ̂`` terms, not their expectation).
+    3. ``inner`` (with ``method.inner_steps > 1``). Gradient descent on the head with
        ``Σ̂_in`` is stable when ``α ‖B‖₂² ‖Σ̂_in restricted to span(B)‖ < 2``, with
        ``‖Σ̂‖ ≈ (1 + √(r/m_in))²`` for an ``r``-dimensional span; checked at the initialisation
        (``r = min(d, k')``) and at the limit (``α‖B_∞‖² = γ_max``, ``r = min(k, k')``), the larger
-       value reported. A single inner step (the theory's case) cannot diverge.
+       value reported. A single inner step (the theory's case) cannot diverge at ``w = 0``.
+    4. ``head`` (one inner step, finite and fresh tasks; listed when it fails). Only infinite tasks
+       keep ``w = 0`` exactly: sampled tasks kick the head off 0 at every step, and the outer update
+       maps it by the step's mean of ``I − α BᵀΣ̂_in B``, which expands it where ``α κ > 2``,
+       ``κ = ‖B_0‖₂² ‖Σ̂_pool‖``, ``‖B_0‖₂² ≈ init_scale² (1 + √(k'/d))²`` (≈ k'/d when k' ≫ d),
+       ``‖Σ̂_pool‖ ≈ (1 + √(d/(N m_in)))²``; beyond, w then B blow up within a few steps.
 
     Methods without these dynamics (reptile, multitask, moments) get no checks. In the finite and
-    fresh regimes the expected update is the same, so the checks apply there as heuristics.
+    fresh regimes the expected update is the same, so checks 1–3 apply there as heuristics.
     """
     from .methods import registry
 
@@ -245,53 +267,34 @@ def check_step_sizes(cfg) -> list[StepSizeCheck]:
     if dynamics is None:
         return []
     s = task_cov_diag(cfg.task.k, cfg.task.task_cov, cfg.cov_trace)
-    a, beta, m_in, d, width = me.alpha, me.beta, cfg.data.m_in, cfg.task.d, cfg.width
+    a, beta, m_in, d, width, scale = me.alpha, me.beta, cfg.data.m_in, cfg.task.d, cfg.width, cfg.model.init_scale
     s_max = float(s.max())
     b = unlearning_b(float(s.sum()), cfg.task.sigma2, m_in)
     lam_max = (1 + 1 / m_in) * s_max + b
     second = dynamics == "second_order"
-    out = []
-    lim = 0.5 if second else 1.0
-    v = a * beta * s_max
-    out.append(
-        StepSizeCheck(
-            "limit",
-            v,
-            lim,
-            v < lim,
-            f"alpha*beta*s_max = {v:.3g} must be < {lim:g} for the limit to be stable "
-            "(above, the signal eigenvalues oscillate, and further out diverge); "
-            f"lower method.beta below {lim / (a * s_max):.3g}",
-        )
-    )
-    e0 = init_curvature(d, width, cfg.model.init_scale, lam_max, b)
-    v = a * a * beta * e0 * (2 if second else 1)
-    out.append(
-        StepSizeCheck(
-            "init",
-            v,
-            2.0,
-            v < 2.0,
-            f"alpha^2*beta*|B_0^T G B_0| = {v:.3g} must be < 2 so the first steps do not overshoot; "
-            "lower method.beta or model.init_scale",
-        )
-    )
+    n = math.inf if cfg.infinite else float(cfg.data.tasks)
+    out: list[StepSizeCheck] = []
+
+    def check(name: str, v: float, lim: float, what: str) -> None:
+        out.append(StepSizeCheck(name, v, lim, v < lim, f"{LABELS[name]} = {v:.3g} {what}"))
+
+    lim, more = (0.5 if second else 1.0), " or model.init_scale" + ("" if n == math.inf else ", or use more tasks")
+    why = "(above, the signal eigenvalues oscillate, and further out diverge); lower method.beta below"
+    check("limit", a * beta * s_max, lim, f"must be < {lim:g} for the limit to be stable {why} {lim / (a * s_max):.3g}")
+    e0 = init_curvature(d, width, scale, lam_max, b, n, cfg.data.m_out) * (2 if second else 1)
+    check("init", a * a * beta * e0, 2.0, f"must be < 2 so the first steps do not overshoot; lower method.beta{more}")
+    n0 = scale**2 * (1 + math.sqrt(width / d)) ** 2  # ‖B_0‖₂², Marchenko–Pastur edge
     if me.inner_steps > 1:
         g_max = float(gammas(s, cfg.task.sigma2, m_in).max())
-        n0 = cfg.model.init_scale**2 * (1 + math.sqrt(width / d)) ** 2  # ‖B_0‖₂², Marchenko–Pastur edge
-        v_init = a * n0 * (1 + math.sqrt(min(d, width) / m_in)) ** 2
-        v_lim = g_max * (1 + math.sqrt(min(cfg.task.k, width) / m_in)) ** 2
-        v = max(v_init, v_lim)
-        out.append(
-            StepSizeCheck(
-                "inner",
-                v,
-                2.0,
-                v < 2.0,
-                f"alpha*|B|^2*|Sigma_in|_span(B) = {v:.3g} must be < 2 for {me.inner_steps} inner steps to be stable; "
-                "lower method.alpha",
-            )
-        )
+        v = a * n0 * (1 + math.sqrt(min(d, width) / m_in)) ** 2
+        v = max(v, g_max * (1 + math.sqrt(min(cfg.task.k, width) / m_in)) ** 2)
+        check("inner", v, 2.0, f"must be < 2 for {me.inner_steps} inner steps to be stable; lower method.alpha")
+    elif not cfg.infinite:
+        v = a * n0 * (1 + math.sqrt(d / (n * m_in))) ** 2
+        why = "or the head, which sampled tasks move off 0, grows at every step; lower method.alpha or model.init_scale"
+        check("head", v, 2.0, f"must be < 2 {why} (|B_0|^2 grows like model.width/task.d)")
+        if out[-1].ok:
+            out.pop()  # listed only when it fails: a single inner step is the theory's case
     return out
 
 

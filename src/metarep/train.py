@@ -3,7 +3,10 @@
 The loop does not know which method it runs: it asks :mod:`metarep.methods` for a stepper and
 calls ``state = step(state, data)`` with each step's tasks (``None`` when infinite). It evaluates
 every ``run.eval_every`` steps, stops on NaN/inf (keeping the last finite state), and stops cleanly
-on Ctrl-C.
+on Ctrl-C (:class:`KeyboardInterrupt`): the step under way is dropped, the state and history are those
+of the last step made, and the result has status ``interrupted``. ``metarep run`` turns SIGTERM into
+the same interrupt (:class:`metarep.cli.run.Interrupts`); ``train`` installs no signal handler itself,
+as it also runs in pool workers (where the client decides) and in Dask worker threads.
 """
 
 from __future__ import annotations

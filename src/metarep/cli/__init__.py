@@ -14,14 +14,61 @@ from __future__ import annotations
 import sys
 
 import typer
+from typer.core import TyperGroup
+
+try:  # typer >= 0.2x carries its own copy of click, whose exceptions its commands raise
+    from typer._click import exceptions as click_errors
+    from typer._click import utils as click_utils
+except ImportError:  # pragma: no cover - older typer on the click package
+    from click import exceptions as click_errors
+    from click import utils as click_utils
 
 from . import bench, evaluate, reproduce, run, sweep, theory
-from .common import fail, user_errors
+from .common import discard_created, fail, one_line, user_errors
 from .fewshot import fewshot_app
 
 __all__ = ["app", "fail", "main", "user_errors"]
 
+
+class OneLineUsageError(click_errors.UsageError):
+    """A click usage error shown as one ``error: ...`` line (exit code 2) instead of the usage box."""
+
+    def __init__(self, original: click_errors.UsageError) -> None:
+        super().__init__(original.format_message(), original.ctx)
+        self.exit_code = original.exit_code
+
+    def show(self, file=None) -> None:
+        discard_created()
+        hint = f" (see '{self.ctx.command_path} --help')" if self.ctx is not None else ""
+        click_utils.echo(f"error: {one_line(self.message)}{hint}", err=True)
+
+
+class OneLineErrors(TyperGroup):
+    """The root group: usage errors of any command (bad option values, unknown options, missing
+    arguments) become :class:`OneLineUsageError`; ``metarep`` alone still prints the help."""
+
+    def make_context(self, *args, **kwargs):
+        try:
+            return super().make_context(*args, **kwargs)
+        except click_errors.NoArgsIsHelpError:
+            raise
+        except click_errors.UsageError as e:
+            raise OneLineUsageError(e) from None
+
+    def invoke(self, ctx):
+        discard_created(forget=True)  # one command per call (in-process callers run several)
+        try:
+            return super().invoke(ctx)
+        except click_errors.NoArgsIsHelpError:
+            raise
+        except click_errors.UsageError as e:
+            if isinstance(e, OneLineUsageError):
+                raise
+            raise OneLineUsageError(e) from None
+
+
 app = typer.Typer(
+    cls=OneLineErrors,
     add_completion=False,
     no_args_is_help=True,
     pretty_exceptions_enable=False,

@@ -7,6 +7,9 @@ Nothing here imports torch or the training stack: ``metarep --help`` stays fast.
 from __future__ import annotations
 
 import functools
+import os
+import signal
+import threading
 from collections.abc import Callable
 from pathlib import Path
 
@@ -18,37 +21,75 @@ CONFIG = typer.Argument(None, help="TOML config; without one, the paper's settin
 SET = typer.Option([], "--set", help="Override one key: section.key=value (repeatable).")
 
 
+# folders prepare_out created in this process: removed again, when still empty, by a failure with code 2
+_CREATED: list[Path] = []
+
+
+def one_line(text: str, limit: int = 400) -> str:
+    """``text`` on one line (whitespace runs collapsed), cut to ``limit`` characters."""
+    text = " ".join(str(text).split())
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
 def fail(message: str, code: int = 2) -> None:
-    """Print ``error: message`` on one line to stderr and exit with ``code``."""
-    typer.echo(f"error: {message}", err=True)
+    """Print ``error: message`` on one line to stderr and exit with ``code``.
+
+    With code 2 (invalid input), an ``--out`` folder this command created and left empty is removed.
+    """
+    if code == 2:
+        discard_created()
+    typer.echo(f"error: {one_line(message)}", err=True)
     raise typer.Exit(code)
 
 
+def discard_created(forget: bool = False) -> None:
+    """Remove the folders :func:`prepare_out` created that are still empty (deepest first);
+    ``forget``: only forget them (a new command starts)."""
+    if forget:
+        _CREATED.clear()
+    while _CREATED:
+        path = _CREATED.pop()
+        try:
+            path.rmdir()
+        except OSError:
+            continue
+
+
 def user_errors(fn: Callable) -> Callable:
-    """Turn configuration and method errors into one-line messages with exit code 2."""
+    """Turn configuration, method and size errors into one-line messages with exit code 2."""
 
     @functools.wraps(fn)
     def wrapper(*args, **kwargs):
         from ..config import ConfigError
+        from ..limits import InputError
         from ..methods import MethodError
 
         try:
             return fn(*args, **kwargs)
-        except (ConfigError, MethodError) as e:
+        except (ConfigError, MethodError, InputError) as e:
             fail(str(e))
 
     return wrapper
 
 
 def prepare_out(out: Path | None, default: Path) -> Path:
-    """``out`` (or ``default``) created and checked writable; exit 2 with one line naming ``--out`` if not."""
+    """``out`` (or ``default``) created and checked writable; exit 2 with one line naming ``--out`` if not.
+
+    Call it once the inputs are validated: a later failure with code 2 removes the folders made here
+    while they are still empty.
+    """
     from ..files import ensure_writable_dir
 
     path = out if out is not None else default
+    new: list[Path] = []
     try:
-        return ensure_writable_dir(path)
+        new = [p for p in (path, *path.parents) if not os.path.lexists(p)]
+        result = ensure_writable_dir(path)
     except OSError as e:
-        fail(f"--out: cannot write to {path}: {e.strerror or e}")
+        _CREATED.extend(reversed(new))
+        fail(f"--out: cannot write to {one_line(str(path), 200)}: {e.strerror or e}")
+    _CREATED.extend(reversed(new))  # outermost first: popped deepest first
+    return result
 
 
 def check_scheduler(scheduler: str | None, jobs: int | None) -> None:
@@ -101,3 +142,56 @@ def fmt_list(xs: list[float]) -> str:
 def fmt_opt(x: float | None) -> str:
     """Four significant digits, or ``undefined`` for ``None``."""
     return "undefined" if x is None else f"{x:.4g}"
+
+
+HANDLED = (signal.SIGINT, signal.SIGTERM)
+
+
+class Interrupts:
+    """Within ``with Interrupts() as sig:``, SIGTERM raises :class:`KeyboardInterrupt` like Ctrl-C.
+
+    ``sig.code`` is the exit code of the first signal received (128 + its number: 130 for SIGINT,
+    143 for SIGTERM; 130 when none was, e.g. an interrupt raised by hand). After :meth:`defer`, a
+    signal is only recorded, so that what must be finished (writing a run's files, stopping workers)
+    is finished. The previous handlers come back on exit. Outside the main thread it does nothing
+    (Python only runs signal handlers there).
+    """
+
+    def __init__(self) -> None:
+        self.signum: int | None = None
+        self._raise = True
+        self._previous: dict[int, object] = {}
+
+    def __enter__(self) -> Interrupts:
+        if threading.current_thread() is threading.main_thread():
+            self._previous = {s: signal.signal(s, self._handle) for s in HANDLED}
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        for s, handler in self._previous.items():
+            signal.signal(s, handler)
+
+    def _handle(self, signum: int, _frame: object) -> None:
+        if self.signum is None:
+            self.signum = signum
+        if self._raise:
+            self._raise = False  # one interrupt: a second signal while unwinding must not cut the clean-up
+            raise KeyboardInterrupt
+
+    def defer(self) -> None:
+        """From now on, signals are recorded and do not interrupt."""
+        self._raise = False
+
+    @property
+    def code(self) -> int:
+        return 128 + int(self.signum or signal.SIGINT)
+
+    def stop(self, finished: int, total: int, store: Path) -> None:
+        """After a reproduction or sweep was interrupted: one line on stderr (how many runs are finished,
+        how to resume), exit 130 or 143. Further signals are ignored while it is said."""
+        self.defer()
+        typer.echo(
+            f"interrupted: {finished} of {total} runs finished (in {store}); run the same command again to resume",
+            err=True,
+        )
+        raise typer.Exit(self.code)

@@ -37,12 +37,12 @@ def evaluate(
         fail(f"--seed: must be an integer >= 0, got {seed}")
 
     from ..evaluate import evaluate_run, format_table, save_evaluation, to_json
-    from ..outputs import load_run
+    from ..outputs import NotFinishedRun, load_run
 
     try:
         loaded = load_run(run_dir)
-    except FileNotFoundError as e:
-        fail(str(e))
+    except NotFinishedRun as e:  # missing or damaged file, edited or unsealed summary
+        fail(" ".join(str(e).split()))
     except (ValueError, KeyError, OSError) as e:
         fail(f"{run_dir}: not a readable metarep run ({type(e).__name__}: {e})".splitlines()[0])
     out_dir = prepare_out(out, run_dir)

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import typer
 
+from .. import limits
 from .common import fail, int_list, name_list, prepare_out
 
 fewshot_app = typer.Typer(
@@ -86,6 +87,7 @@ def sinusoid(
         hidden=hidden,
         seed=seed,
     )
+    _within_limits(lambda: limits.check_sinusoid(cfg))
     out_dir = _out_dir(out, "fewshot-sinusoid")
     t0 = time.perf_counter()
     result = run_sinusoid(cfg, progress=progress, threads=threads)
@@ -243,7 +245,7 @@ def digits(
     )
     try:
         train, test = split_by_class(load_digits(), cfg.test_classes, cfg.rotations)
-        _check_ways(cfg, train.num_classes, test.num_classes)
+        _check_episodes(cfg, train, test)
     except ValueError as e:
         fail(str(e).replace("--test-classes", "--test-digits"))
     out_dir = _out_dir(out, "fewshot-digits")
@@ -253,12 +255,33 @@ def digits(
     _print_fewshot(result, out_dir, time.perf_counter() - t0)
 
 
-def _check_ways(cfg, n_train: int, n_test: int) -> None:
+def _within_limits(check) -> None:
+    """Run a :mod:`metarep.limits` check; its refusal becomes the one-line error."""
+    try:
+        check()
+    except limits.LimitError as e:
+        fail(str(e))
+
+
+def _check_episodes(cfg, train, test) -> None:
+    """Enough classes for ``--ways`` and images per class for ``--shots + --queries``, a batch that fits."""
+    n_train, n_test = train.num_classes, test.num_classes
     if cfg.ways > min(n_train, n_test):
         raise ValueError(
             f"--ways: must be at most the number of meta-train ({n_train}) and meta-test ({n_test}) classes, "
             f"got {cfg.ways}"
         )
+    need = cfg.shots + cfg.queries
+    for part, data in (("meta-train", train), ("meta-test", test)):
+        counts = data.counts()
+        if int(counts.min()) < need:
+            c = int(counts.argmin())
+            raise ValueError(
+                f"--shots: --shots + --queries = {cfg.shots} + {cfg.queries} images per class are needed, but the "
+                f"{part} classes have {int(counts.min())} to {int(counts.max())} images "
+                f"(class {data.class_names[c]!r}: {int(counts[c])}); lower --shots or --queries"
+            )
+    limits.check_episodes(cfg, int(train.images[0].numel()))
 
 
 @fewshot_app.command()
@@ -326,7 +349,7 @@ def images(
         train_ids, test_ids = random_class_split(data.num_classes, test_fraction, cfg.seed)
         train = rotate_classes(data.subset(train_ids), cfg.rotations)
         test = rotate_classes(data.subset(test_ids), cfg.rotations)
-        _check_ways(cfg, train.num_classes, test.num_classes)
+        _check_episodes(cfg, train, test)
     except ValueError as e:
         fail(str(e))
     cfg = dataclasses.replace(cfg, test_classes=tuple(data.class_names[i] for i in test_ids))

@@ -6,7 +6,9 @@ from pathlib import Path
 
 import typer
 
-from .common import PROGRESS, check_scheduler, fail, prepare_out
+from .common import PROGRESS, Interrupts, check_scheduler, fail, prepare_out
+
+MAX_SEEDS = 10_000
 
 
 def reproduce(
@@ -22,7 +24,11 @@ def reproduce(
     out: Path = typer.Option(Path("reproduction"), "--out", help="Output folder; complete runs in it are reused."),
     progress: bool | None = PROGRESS,
 ) -> None:
-    """Reproduce the paper's experiments: one PNG and CSV per experiment, and REPORT.md."""
+    """Reproduce the paper's experiments: one PNG and CSV per experiment, and REPORT.md.
+
+    Ctrl-C (exit 130) or SIGTERM (exit 143) cancels the queued runs and stops the workers within
+    seconds; the runs finished so far are kept, and the same command resumes from them.
+    """
     from ..experiments import EXPERIMENTS
     from ..experiments import reproduce as run_reproduction
     from ..experiments.executors import ExecutorError
@@ -32,18 +38,38 @@ def reproduce(
         fail(f"NAME: unknown experiment {unknown[0]!r}; allowed: {', '.join(EXPERIMENTS)}")
     if seeds < 1:
         fail(f"--seeds: must be an integer >= 1, got {seeds}")
+    if seeds > MAX_SEEDS:  # every experiment's runs are planned up front
+        fail(f"--seeds: {seeds:.3g} seeds per run would take days; at most {MAX_SEEDS} are allowed")
     if jobs is not None and jobs < 1:
         fail(f"--jobs: must be an integer >= 1, got {jobs}")
     check_scheduler(scheduler, jobs)
     prepare_out(out, out)
-    try:
-        res = run_reproduction(
-            names or None, quick=quick, seeds=seeds, jobs=jobs or 1, out=out, progress=progress, scheduler=scheduler
-        )
-    except ExecutorError as e:
-        fail(f"--scheduler: {e}")
-    except RuntimeError as e:
-        fail(str(e), code=1)
+    with Interrupts() as sig:
+        try:
+            res = run_reproduction(
+                names or None, quick=quick, seeds=seeds, jobs=jobs or 1, out=out, progress=progress, scheduler=scheduler
+            )
+        except ExecutorError as e:
+            fail(f"--scheduler: {e}")
+        except RuntimeError as e:
+            fail(str(e), code=1)
+        except KeyboardInterrupt:  # Ctrl-C or SIGTERM: the runner has cancelled the queued runs
+            sig.defer()
+            sig.stop(*_finished(names or list(EXPERIMENTS), quick, seeds, out / "runs"), out / "runs")
     c = res["counts"]
     typer.echo(f"{c['total']} runs: {c['ran']} ran, {c['skipped']} reused from {out / 'runs'}")
     typer.echo(f"report: {res['report']}")
+
+
+def _finished(names: list[str], quick: bool, seeds: int, store: Path) -> tuple[int, int]:
+    """(complete runs, runs) of the reproduction: what a rerun would reuse, of all it plans."""
+    from ..experiments import FULL, QUICK, plan
+    from ..experiments.runner import is_complete
+
+    specs = {
+        s.key(): s
+        for series in plan(names, QUICK if quick else FULL, seeds).values()
+        for x in series.values()
+        for s in x
+    }
+    return sum(is_complete(store / k, s) for k, s in specs.items()), len(specs)

@@ -1,4 +1,11 @@
-"""``metarep run``: train one configuration of the linear harness and write its outputs."""
+"""``metarep run``: train one configuration of the linear harness and write its outputs.
+
+Ctrl-C and SIGTERM (what a cluster sends on preemption) stop the training loop alike: the outputs of
+the steps made so far are written with status ``interrupted`` and the command exits 130 (Ctrl-C) or
+143 (SIGTERM). The handlers are the command's (:class:`Interrupts`), not :func:`metarep.train.train`'s:
+``train`` also runs in pool workers, where the parent decides and a SIGTERM must end the process at
+once, and in Dask worker threads, where no signal handler can be installed.
+"""
 
 from __future__ import annotations
 
@@ -6,7 +13,7 @@ from pathlib import Path
 
 import typer
 
-from .common import CONFIG, PROGRESS, SET, fail, fmt_list, fmt_opt, prepare_out, user_errors
+from .common import CONFIG, PROGRESS, SET, Interrupts, fail, fmt_list, fmt_opt, prepare_out, user_errors
 
 
 @user_errors
@@ -16,10 +23,16 @@ def run(
     out: Path | None = typer.Option(None, "--out", help="Output folder (default runs/METHOD-HASH)."),
     progress: bool | None = PROGRESS,
 ) -> None:
-    """Train one configuration and write config.json, history.csv, summary.json and dynamics.png."""
+    """Train one configuration and write config.json, history.csv, summary.json and dynamics.png.
+
+    Exit codes: 0 complete, 1 diverged, 2 invalid input, 130 Ctrl-C and 143 SIGTERM (outputs of the
+    steps made so far written with status ``interrupted``).
+    """
     from ..config import load_config
+    from ..limits import check_run
 
     cfg = load_config(config, set_)
+    check_run(cfg)  # the memory the run needs, before anything is allocated or created
     out_dir = prepare_out(out, Path("runs") / f"{cfg.method.name}-{cfg.digest()}")
     from ..outputs import save_run
     from ..theory import step_size_warning
@@ -33,9 +46,23 @@ def run(
             warned.append(True)
             typer.echo(f"warning: {warning}", err=True)
 
-    result = train(cfg, progress=progress, on_eval=warn_once)
-    warn_once()
-    save_run(result, out_dir)
+    with Interrupts() as sig:
+        try:
+            result = train(cfg, progress=progress, on_eval=warn_once)
+        except KeyboardInterrupt:  # before the first step (while building the tasks): nothing to save
+            sig.defer()
+            fail("interrupted before the first step; nothing written", code=sig.code)
+        sig.defer()  # a signal while the files are written is honoured once they are
+        warn_once()
+        save_run(result, out_dir)
+    _report(result, out_dir)
+    if result.status == "diverged":
+        fail(result.message, code=1)
+    if result.status == "interrupted":  # (a signal that came while a complete run was written is moot)
+        fail(f"{result.message}; partial results written to {out_dir}", code=sig.code)
+
+
+def _report(result, out_dir: Path) -> None:
     s = result.summary
     typer.echo(f"{s['method']} ({s['regime']} tasks): {s['steps']} steps in {s['wall_seconds']:.1f} s -> {out_dir}")
     typer.echo(f"  signal_eigs       {fmt_list(s['signal_eigs'])}")
@@ -52,7 +79,3 @@ def run(
             f"  predicted risk    one head step at the limit, m = m_in: {fmt_opt(s['predicted_risk_m_in'])} "
             f"(oracle {o}, scratch {sc})"
         )
-    if result.status == "diverged":
-        fail(result.message, code=1)
-    if result.status == "interrupted":
-        fail(f"{result.message}; partial results written to {out_dir}", code=130)

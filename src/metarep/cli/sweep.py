@@ -6,7 +6,7 @@ from pathlib import Path
 
 import typer
 
-from .common import PROGRESS, check_scheduler, fail, prepare_out
+from .common import PROGRESS, Interrupts, check_scheduler, fail, prepare_out
 
 
 def sweep(
@@ -22,23 +22,31 @@ def sweep(
     ),
     progress: bool | None = PROGRESS,
 ) -> None:
-    """Run every point of a grid over seeds; write results.csv, summary.csv and one figure per metric."""
+    """Run every point of a grid over seeds; write results.csv, summary.csv and one figure per metric.
+
+    Ctrl-C (exit 130) or SIGTERM (exit 143) cancels the queued runs and stops the workers within
+    seconds; the runs finished so far are kept, and the same command resumes from them.
+    """
     if jobs is not None and jobs < 1:
         fail(f"--jobs: must be an integer >= 1, got {jobs}")
     check_scheduler(scheduler, jobs)
 
     from ..experiments.runner import ExecutorError
-    from ..experiments.sweep import SweepError, load_sweep, run_sweep
+    from ..experiments.sweep import SweepError, finished_runs, load_sweep, run_sweep
 
     try:
         plan = load_sweep(spec)
     except SweepError as e:
         fail(str(e))
     out_dir = prepare_out(out, Path("sweeps") / spec.stem)
-    try:
-        res = run_sweep(plan, out_dir, jobs=jobs or 1, scheduler=scheduler, progress=progress)
-    except ExecutorError as e:  # Dask missing, or the scheduler cannot be reached
-        fail(f"--scheduler: {e}".splitlines()[0])
+    with Interrupts() as sig:
+        try:
+            res = run_sweep(plan, out_dir, jobs=jobs or 1, scheduler=scheduler, progress=progress)
+        except ExecutorError as e:  # Dask missing, or the scheduler cannot be reached
+            fail(f"--scheduler: {e}".splitlines()[0])
+        except KeyboardInterrupt:  # Ctrl-C or SIGTERM: the runner has cancelled the queued runs
+            sig.defer()
+            sig.stop(*finished_runs(plan, out_dir), out_dir / "runs")
     for line in res.problems:
         typer.echo(line, err=True)
     c = res.counts

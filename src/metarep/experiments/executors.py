@@ -17,13 +17,17 @@ from __future__ import annotations
 
 import contextlib
 import multiprocessing
+import signal
 import socket
+import threading
+import time
 import uuid
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from typing import Any, Protocol
 
 CONNECT_TIMEOUT = 10.0  # seconds to reach a scheduler before giving up
+STOP_TIMEOUT = 2.0  # seconds a terminated local worker gets to exit before it is killed
 RETRIES = 2  # Dask: extra attempts of an item whose function raised or whose worker died
 DASK_MISSING = "Dask is not installed; pip install 'metarep[dask]'"
 
@@ -48,11 +52,18 @@ class Executor(Protocol):
 
 
 class LocalExecutor:
-    """A pool of ``jobs`` worker processes on this machine (``spawn``: no state inherited from the client)."""
+    """A pool of ``jobs`` worker processes on this machine (``spawn``: no state inherited from the client).
+
+    The workers ignore SIGINT: a Ctrl-C at a terminal reaches the whole process group, and only the
+    client decides what it means (it cancels the queued runs and stops the workers with
+    ``close(cancel=True)``). SIGTERM keeps its default action, so a stopped worker exits at once.
+    """
 
     def __init__(self, jobs: int = 1):
         self.jobs = jobs
-        self._pool = ProcessPoolExecutor(max_workers=jobs, mp_context=multiprocessing.get_context("spawn"))
+        self._pool = ProcessPoolExecutor(
+            max_workers=jobs, mp_context=multiprocessing.get_context("spawn"), initializer=_ignore_sigint
+        )
 
     def submit_all(
         self, fn: Callable[[Any], Any], items: Sequence[Any], names: Sequence[str] | None = None
@@ -71,10 +82,41 @@ class LocalExecutor:
             return
         # stop promptly: queued items are dropped, running ones are not waited for
         processes = list((getattr(self._pool, "_processes", None) or {}).values())
+        manager = getattr(self._pool, "_executor_manager_thread", None)
         self._pool.shutdown(wait=False, cancel_futures=True)
-        for p in processes:
-            if p.is_alive():
-                p.terminate()
+        stop_processes(processes)
+        if manager is not None:  # it sees its workers gone and closes the pool's queues
+            manager.join(STOP_TIMEOUT)
+
+
+def _ignore_sigint() -> None:
+    """Initializer of the local workers: Ctrl-C is the client's to handle, SIGTERM ends the worker.
+
+    tqdm's lock becomes a thread lock: its default one holds a multiprocessing semaphore, which a
+    terminated worker cannot release (the resource tracker would warn of it on the client's stderr).
+    """
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    from tqdm import tqdm
+
+    tqdm.set_lock(threading.RLock())
+
+
+def stop_processes(processes: Sequence[Any], timeout: float = STOP_TIMEOUT) -> None:
+    """Terminate (SIGTERM) the live ``processes``, wait up to ``timeout`` seconds for all of them, kill
+    (SIGKILL) those still alive: none is left behind."""
+    live = [p for p in processes if p.is_alive()]
+    for p in live:
+        with contextlib.suppress(Exception):
+            p.terminate()
+    deadline = time.monotonic() + timeout
+    for p in live:
+        p.join(max(0.0, deadline - time.monotonic()))
+    for p in live:
+        if p.is_alive():
+            with contextlib.suppress(Exception):
+                p.kill()
+                p.join(timeout)
 
 
 class DaskExecutor:

@@ -126,15 +126,20 @@ def plan(experiments: Sequence[Experiment], scale: Scale, seeds: int) -> dict[st
 
 
 def load_record(run_dir: Path) -> Record:
-    """The :class:`Record` of a complete run folder."""
+    """The :class:`Record` of a complete run folder, verified before it is read (its evaluation: only
+    when the summary's manifest covers it). Raises :class:`~metarep.outputs.NotFinishedRun` if not."""
+    from ..outputs import EVALUATION_FILES, verify_run
+
+    summary = verify_run(run_dir)
     with (run_dir / "history.csv").open() as f:
         history = [{k: float(v) for k, v in row.items()} for row in csv.DictReader(f)]
     ev = run_dir / "evaluation.json"
+    evaluated = all(name in summary["manifest"] for name in EVALUATION_FILES)
     return Record(
         config=from_dict(json.loads((run_dir / "config.json").read_text())["config"]),
         history=history,
-        summary=json.loads((run_dir / "summary.json").read_text()),
-        evaluation=json.loads(ev.read_text()) if ev.is_file() else None,
+        summary=summary,
+        evaluation=json.loads(ev.read_text()) if evaluated else None,
     )
 
 
@@ -179,7 +184,10 @@ def reproduce(
     def record(spec: RunSpec) -> Record:
         key = spec.key()
         if key not in records:
-            records[key] = load_record(store / key)
+            try:
+                records[key] = load_record(store / key)
+            except ValueError as e:  # NotFinishedRun: changed since the runner checked it
+                raise RuntimeError(f"{e}; run the command again to make it again") from None
         return records[key]
 
     sections = []

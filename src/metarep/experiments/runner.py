@@ -3,7 +3,11 @@
 A run is a pure function of its :class:`RunSpec` (a config plus the test-time evaluation to make
 of it). Its folder is named by a hash of both, so identical runs requested by two experiments are
 made once, and a run whose folder already holds a complete result is skipped: an interrupted
-reproduction resumes where it stopped.
+reproduction resumes where it stopped. A folder is complete when it passes
+:func:`metarep.outputs.verify_run` (its ``summary.json`` holds the sha256 of every other file); one
+that does not (damaged, cut, edited, written before manifests) is made again, with a note on stderr.
+Two processes may share a store: each run is claimed with a lock file ``KEY.lock`` beside its folder,
+a run locked by the other process is left to it and waited for, so no run is made twice.
 
 A worker makes a run with :func:`produce`, in a private temporary folder, and returns its files as
 bytes; the client writes them into the store with :func:`write_outputs`, ``summary.json`` last. So
@@ -18,11 +22,13 @@ import functools
 import hashlib
 import json
 import os
+import sys
 import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from filelock import FileLock, Timeout
 from tqdm.auto import tqdm
 
 from ..config import Config, load_config
@@ -32,8 +38,9 @@ from .executors import ExecutorError, make_executor
 
 __all__ = ["ExecutorError", "RunSpec", "execute", "is_complete", "produce", "run_all", "write_outputs"]
 
-SUMMARY = "summary.json"  # written last: a folder holding one is a finished run
+SUMMARY = "summary.json"  # written last, with the manifest that makes the folder a finished run
 EVALUATION = ("evaluation.json", "evaluation.csv", "evaluation.png")
+LOCK_BATCH = 256  # runs claimed (lock files held open) at a time
 
 
 @dataclass(frozen=True)
@@ -60,15 +67,38 @@ class RunSpec:
         return f"{cfg.method.name}-{cfg.model.kind}-s{self.seed}-{hashlib.sha256(blob.encode()).hexdigest()[:10]}"
 
 
-def is_complete(run_dir: Path, spec: RunSpec) -> bool:
-    """True when ``run_dir`` holds a complete run (and its evaluation, if one is asked for)."""
+def run_state(run_dir: Path, spec: RunSpec) -> tuple[str, str]:
+    """``("complete", "")``; ``("absent", "")`` (no folder); ``("unfinished", "STATUS: message")`` (a
+    verified run that did not complete); or ``("damaged", why)``: the folder fails
+    :func:`~metarep.outputs.verify_run` (evaluation files included when ``spec`` asks for one)."""
+    from ..outputs import NotFinishedRun, verify_run
+
+    if not run_dir.is_dir():
+        return "absent", ""
     try:
-        summary = json.loads((run_dir / "summary.json").read_text())
-    except (OSError, ValueError):
-        return False
+        summary = verify_run(run_dir, EVALUATION if spec.m_test else ())
+    except NotFinishedRun as e:
+        summary = _verified_or_none(run_dir)
+        if spec.m_test and summary is not None and summary.get("status") != "complete":
+            return "unfinished", f"{summary.get('status')}: {summary.get('message', '')}"
+        return "damaged", " ".join(str(e).split())
     if summary.get("status") != "complete":
-        return False
-    return not spec.m_test or (run_dir / "evaluation.json").is_file()
+        return "unfinished", f"{summary.get('status')}: {summary.get('message', '')}"
+    return "complete", ""
+
+
+def _verified_or_none(run_dir: Path) -> dict | None:
+    from ..outputs import NotFinishedRun, verify_run
+
+    try:
+        return verify_run(run_dir)
+    except NotFinishedRun:
+        return None
+
+
+def is_complete(run_dir: Path, spec: RunSpec) -> bool:
+    """True when ``run_dir`` holds a verified complete run (and its evaluation, if one is asked for)."""
+    return run_state(Path(run_dir), spec)[0] == "complete"
 
 
 def produce(spec: RunSpec, threads: int = 0, plugins: tuple[str, ...] = ()) -> dict:
@@ -84,7 +114,7 @@ def produce(spec: RunSpec, threads: int = 0, plugins: tuple[str, ...] = ()) -> d
     import torch
 
     from ..evaluate import evaluate_run, save_evaluation
-    from ..outputs import load_run, save_run
+    from ..outputs import load_run, save_run, seal_evaluation
     from ..train import train
 
     registry.load_plugins(plugins)
@@ -97,6 +127,7 @@ def produce(spec: RunSpec, threads: int = 0, plugins: tuple[str, ...] = ()) -> d
         if result.status == "complete" and spec.m_test:
             ev = evaluate_run(load_run(out), m_test=spec.m_test, n_tasks=spec.eval_tasks, progress=False)
             save_evaluation(ev, out)
+            seal_evaluation(out)  # the summary's manifest now covers the evaluation files too
         files = {p.name: p.read_bytes() for p in sorted(out.iterdir()) if p.is_file() and not p.name.startswith(".")}
     return {"status": result.status, "message": result.message, "files": files}
 
@@ -142,7 +173,10 @@ def run_all(
 
     Each worker runs :func:`produce` and returns the run's files, which are written here into
     ``store/KEY/`` (:func:`write_outputs`). A run that raises or does not complete (diverged,
-    interrupted) is counted and the others go on. Returns ``total``, ``skipped`` (already complete),
+    interrupted) is counted and the others go on. A folder that fails verification is made again (one
+    note on stderr). Each run is claimed with the lock ``store/KEY.lock``; a run another process holds
+    is left to it, waited for, and counted in ``skipped`` and ``elsewhere`` (or ``failed`` if it did
+    not complete there). Returns ``total``, ``skipped`` (already complete), ``elsewhere``,
     ``ran``, ``failed``, ``errors`` (one ``"KEY: message"`` line per failed run), ``failures``
     (``{key: message}``) and ``seconds``. The progress bar (runs done / total, time left, and the
     counts) shows on a terminal only (``progress=None``). Ctrl-C cancels the queued runs and
@@ -151,10 +185,11 @@ def run_all(
     """
     store = Path(store)
     unique = {s.key(): s for s in specs}
-    todo = {k: s for k, s in unique.items() if not is_complete(store / k, s)}
+    todo = {k: s for k, s in unique.items() if run_state(store / k, s)[0] != "complete"}
     counts: dict = {
         "total": len(unique),
         "skipped": len(unique) - len(todo),
+        "elsewhere": 0,
         "ran": 0,
         "failed": 0,
         "errors": [],
@@ -179,16 +214,75 @@ def run_all(
     bar.set_postfix(_tally(counts), refresh=False)
     finished = False
     try:
-        for spec, res in executor.submit_all(fn, list(todo.values()), names=list(todo)):
-            _record(counts, spec.key(), store, res)
-            bar.set_postfix(_tally(counts), refresh=False)
-            bar.update(1)
+        _run_pending(todo, store, executor, fn, counts, bar)
         finished = True
     finally:  # Ctrl-C (or any error here): drop the queued runs and return at once
         executor.close(cancel=not finished)
         bar.close()
     counts["seconds"] = time.perf_counter() - started
     return counts
+
+
+def _run_pending(pending: dict[str, RunSpec], store: Path, executor, fn, counts: dict, bar) -> None:
+    """Claim, make and write the ``pending`` runs; wait for those another process holds."""
+    pending, others = dict(pending), set()  # others: keys seen locked by another process
+    while pending:
+        locks, busy = _claim(pending, store, others, counts, bar)
+        others |= busy
+        mine = {k: pending.pop(k) for k in list(pending) if k in locks}
+        try:
+            for spec, res in executor.submit_all(fn, list(mine.values()), names=list(mine)) if mine else ():
+                key = spec.key()
+                _record(counts, key, store, res)
+                locks.pop(key).release()
+                bar.set_postfix(_tally(counts), refresh=False)
+                bar.update(1)
+        finally:
+            for lock in locks.values():
+                lock.release()
+        if busy and not mine:  # all left are another process's: wait for one, then look again
+            lock = FileLock(store / f"{min(busy)}.lock")
+            with lock:
+                pass
+
+
+def _claim(pending: dict[str, RunSpec], store: Path, others: set, counts: dict, bar) -> tuple[dict, set]:
+    """Lock up to :data:`LOCK_BATCH` pending runs (non-blocking); returns ``({key: lock}, keys locked
+    elsewhere)``. A run found finished once locked (by the other process) is counted and dropped."""
+    locks: dict[str, FileLock] = {}
+    busy: set[str] = set()
+    for key in list(pending):
+        if len(locks) >= LOCK_BATCH:
+            break
+        lock = FileLock(store / f"{key}.lock")
+        try:
+            lock.acquire(timeout=0)
+        except Timeout:
+            busy.add(key)
+            continue
+        state, why = run_state(store / key, pending[key])
+        if state == "complete" or (state == "unfinished" and key in others):
+            lock.release()
+            del pending[key]
+            _count_elsewhere(counts, key, why)
+            bar.set_postfix(_tally(counts), refresh=False)
+            bar.update(1)
+            continue
+        if state == "damaged":
+            print(f"note: making {store / key} again: {why}", file=sys.stderr, flush=True)
+        locks[key] = lock
+    return locks, busy
+
+
+def _count_elsewhere(counts: dict, key: str, why: str) -> None:
+    """A run made by another process: reused if complete (``why`` empty), else failed with its message."""
+    if not why:
+        counts["skipped"] += 1
+        counts["elsewhere"] += 1
+        return
+    counts["failed"] += 1
+    counts["errors"].append(f"{key}: {why}")
+    counts["failures"][key] = why
 
 
 def _tally(counts: dict) -> dict[str, int]:

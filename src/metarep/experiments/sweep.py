@@ -5,7 +5,9 @@ runs in ``OUT/runs/`` with the run store and runner of ``metarep reproduce`` (a 
 reused, so an interrupted sweep resumes; a run that diverged is deterministic and is not made
 again), then writes ``OUT/results.csv`` and ``OUT/summary.csv`` (:mod:`.sweep_results`), one
 ``OUT/METRIC.png`` per metric (:mod:`.sweep_plots`) and ``OUT/sweep.json`` (the resolved spec,
-the counts and provenance). A run that fails or diverges does not stop the others.
+the counts and provenance). A run that fails or diverges does not stop the others; Ctrl-C stops
+them all (the runner cancels the queued runs and re-raises), and :func:`finished_runs` says how far
+the sweep got.
 """
 
 from __future__ import annotations
@@ -17,10 +19,19 @@ from typing import Any
 
 from ..files import write_csv, write_result
 from . import sweep_plots, sweep_results
-from .runner import RunSpec, run_all
+from .runner import RunSpec, is_complete, run_all
 from .sweep_spec import Sweep, SweepError, SweepRun, load_sweep, parse_sweep
 
-__all__ = ["Sweep", "SweepError", "SweepOutcome", "SweepRun", "load_sweep", "parse_sweep", "run_sweep"]
+__all__ = [
+    "Sweep",
+    "SweepError",
+    "SweepOutcome",
+    "SweepRun",
+    "finished_runs",
+    "load_sweep",
+    "parse_sweep",
+    "run_sweep",
+]
 
 
 @dataclass(frozen=True)
@@ -71,6 +82,16 @@ def run_sweep(
     tally, problems = _tally(runs, rows, counts.get("skipped", 0))
     write_result(out / "sweep.json", {"sweep": sweep.to_dict(), "counts": tally})
     return SweepOutcome(tally, problems, out / "results.csv", out / "summary.csv", figures, rows)
+
+
+def finished_runs(sweep: Sweep, out: str | Path) -> tuple[int, int]:
+    """``(finished, total)`` distinct runs of ``sweep`` in ``out/runs/``: finished ones (complete, or
+    diverged: deterministic, not made again) are those a rerun would not make; for the line an
+    interrupted sweep ends with."""
+    store = Path(out) / "runs"
+    unique = {run.key(): run.spec for run in sweep.runs()}
+    done = sum(is_complete(store / k, s) or _diverged(store / k) for k, s in unique.items())
+    return done, len(unique)
 
 
 def _diverged(run_dir: Path) -> bool:

@@ -81,16 +81,33 @@ def predicted_columns(sweep: Sweep, k_max: int) -> list[str]:
 
 def _read_json(path: Path) -> dict | None:
     try:
-        return json.loads(path.read_text())
+        obj = json.loads(path.read_text())
     except (OSError, ValueError):
         return None
+    return obj if isinstance(obj, dict) else None
+
+
+def verified_summary(run_dir: Path) -> tuple[dict, str]:
+    """The summary of a run folder that passes :func:`~metarep.outputs.verify_run` and ``""``, or ``{}``
+    and why it does not (nothing of an unverified folder is read)."""
+    from ..outputs import NotFinishedRun, verify_run
+
+    try:
+        return verify_run(run_dir), ""
+    except NotFinishedRun as e:
+        return {}, str(e)
+
+
+def evaluated(summary: dict) -> bool:
+    """Whether the verified ``summary``'s manifest covers the evaluation files."""
+    return all(name in summary.get("manifest", {}) for name in ("evaluation.json", "evaluation.csv", "evaluation.png"))
 
 
 def run_status(run_dir: Path, wants_evaluation: bool, failure: str = "") -> tuple[str, str]:
     """``(status, message)`` of a run folder after the runner: complete, diverged or failed."""
-    summary = _read_json(run_dir / "summary.json") or {}
+    summary, why = verified_summary(run_dir)
     status = summary.get("status")
-    if status == "complete" and (not wants_evaluation or (run_dir / "evaluation.json").is_file()):
+    if status == "complete" and (not wants_evaluation or evaluated(summary)):
         return "complete", ""
     if status == "diverged":
         return "diverged", _one_line(summary.get("message", ""))
@@ -100,6 +117,8 @@ def run_status(run_dir: Path, wants_evaluation: bool, failure: str = "") -> tupl
         return "failed", "the evaluation did not finish"
     if status:
         return "failed", _one_line(f"{status}: {summary.get('message', '')}")
+    if run_dir.is_dir() and why:
+        return "failed", _one_line(why)
     return "failed", "no result in the run folder"
 
 
@@ -116,14 +135,14 @@ def collect(sweep: Sweep, runs: list[SweepRun], store: Path, failures: dict[str,
         key = run.key()
         run_dir = store / key
         status, message = run_status(run_dir, bool(sweep.m_test), failures.get(key, ""))
-        summary = _read_json(run_dir / "summary.json") or {}
+        summary = verified_summary(run_dir)[0]
         row: dict[str, Any] = {k: display(v) for k, v in run.point}
         cfg = configs[id(run)]
         row.update(seed=run.seed, status=status, theory=theory_class(cfg), width=cfg.width, k=cfg.task.k)
         row.update(_measured(summary if status == "complete" else {}, k_max))
         row.update(_predicted(cfg, summary, k_max))
         if sweep.m_test:
-            ev = _read_json(run_dir / "evaluation.json") if status == "complete" else None
+            ev = _read_json(run_dir / "evaluation.json") if status == "complete" and evaluated(summary) else None
             row.update(_risks(cfg, ev, sweep.m_test))
         row["wall_seconds"] = num(summary.get("wall_seconds"))
         row["message"] = message

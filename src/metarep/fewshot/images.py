@@ -9,6 +9,8 @@
 
 from __future__ import annotations
 
+import os
+import warnings
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -89,8 +91,6 @@ def load_image_folder(
     Returns :class:`ClassImages` with ``images (N, 1, H, W)`` in [0, 1], classes in sorted path order.
     Raises ``ValueError`` naming the problem (no such folder, no classes, an unreadable file).
     """
-    from PIL import Image, UnidentifiedImageError
-
     root = Path(root)
     if not root.is_dir():
         raise ValueError(f"image folder: {root} is not a folder")
@@ -98,13 +98,8 @@ def load_image_folder(
     if h < 1 or w < 1:
         raise ValueError(f"size: must be >= 1, got {size!r}")
     by_class: dict[str, list[Path]] = {}
-    for p in sorted(root.rglob("*")):
-        if (
-            p.is_file()
-            and p.suffix.lower() in IMAGE_SUFFIXES
-            and not any(part.startswith(".") for part in p.relative_to(root).parts)
-        ):
-            by_class.setdefault(p.parent.relative_to(root).as_posix(), []).append(p)
+    for p in _image_files(root):
+        by_class.setdefault(p.parent.relative_to(root).as_posix(), []).append(p)
     by_class = {c: ps for c, ps in by_class.items() if len(ps) >= max(min_images, 1)}
     if not by_class:
         raise ValueError(
@@ -114,14 +109,49 @@ def load_image_folder(
     images, labels = [], []
     for label, (_name, paths) in enumerate(sorted(by_class.items())):
         for p in paths:
-            try:
-                with Image.open(p) as im:
-                    arr = np.asarray(im.convert("L").resize((w, h), Image.BILINEAR), dtype=np.float32) / 255.0
-            except (UnidentifiedImageError, OSError) as e:
-                raise ValueError(f"image folder: cannot read {p}: {e}") from e
+            arr = _read_image(p, h, w)
             images.append(1.0 - arr if invert else arr)
             labels.append(label)
     return ClassImages(torch.from_numpy(np.stack(images))[:, None], torch.tensor(labels), tuple(sorted(by_class)))
+
+
+def _image_files(root: Path) -> list[Path]:
+    """Image files under ``root`` (hidden names skipped), sorted; ``ValueError`` naming a symbolic link
+    that leads out of ``root`` (links are refused rather than followed out of the folder)."""
+    top = root.resolve()
+    found = []
+    for folder, dirs, files in os.walk(root, followlinks=False):
+        dirs[:] = sorted(d for d in dirs if not d.startswith("."))
+        for name in [*dirs, *files]:
+            p = Path(folder) / name
+            if p.is_symlink() and not p.resolve().is_relative_to(top):
+                raise ValueError(
+                    f"image folder: {p} is a symbolic link to {p.resolve()}, outside {root}; "
+                    "links out of the folder are refused (copy the files in instead)"
+                )
+        found += [Path(folder) / f for f in files if not f.startswith(".") and Path(f).suffix.lower() in IMAGE_SUFFIXES]
+    return sorted(p for p in found if p.is_file())
+
+
+def _read_image(p: Path, h: int, w: int) -> np.ndarray:
+    """One image as grayscale ``(h, w)`` float32 in [0, 1]; ``ValueError`` naming an unreadable file or a
+    decompression bomb (more pixels than PIL's ``Image.MAX_IMAGE_PIXELS``)."""
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            with Image.open(p) as im:
+                return np.asarray(im.convert("L").resize((w, h), Image.BILINEAR), dtype=np.float32) / 255.0
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as e:
+        raise ValueError(
+            f"image folder: {p} is too large to decode safely (more than {Image.MAX_IMAGE_PIXELS} pixels: "
+            f"a possible decompression bomb): {str(e).splitlines()[0]}"
+        ) from None
+    except (UnidentifiedImageError, OSError, ValueError) as e:
+        raise ValueError(
+            f"image folder: cannot read {p}: {str(e).splitlines()[0] if str(e) else type(e).__name__}"
+        ) from None
 
 
 class EpisodeSampler:
