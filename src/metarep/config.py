@@ -80,6 +80,7 @@ class RunConfig:
     eval_every: int = 10
     dtype: str = "float32"
     device: str = "cpu"
+    checkpoint_every: int = 1000  # steps between checkpoints of `metarep run`; 0: none (not part of the identity)
 
 
 @dataclass(frozen=True)
@@ -119,10 +120,25 @@ class Config:
         out["task"]["task_cov_trace"] = self.cov_trace
         return out
 
+    def identity(self) -> dict[str, dict[str, Any]]:
+        """:meth:`to_dict` without the keys that do not change a run's result (:data:`NOT_IDENTITY`)."""
+        return identity_of(self.to_dict())
+
     def digest(self) -> str:
-        """Short stable hash of the resolved config (names run directories)."""
-        blob = json.dumps(self.to_dict(), sort_keys=True).encode()
+        """Short stable hash of the resolved config's :meth:`identity` (names run directories)."""
+        blob = json.dumps(self.identity(), sort_keys=True).encode()
         return hashlib.sha256(blob).hexdigest()[:10]
+
+
+NOT_IDENTITY = (("run", "checkpoint_every"),)  # how a run is carried out, not what it computes
+
+
+def identity_of(config: dict[str, Any]) -> dict[str, Any]:
+    """A config dict (as :meth:`Config.to_dict` writes it) without the keys of :data:`NOT_IDENTITY`."""
+    out = {section: dict(values) if isinstance(values, dict) else values for section, values in config.items()}
+    for section, key in (k for k in NOT_IDENTITY if isinstance(out.get(k[0]), dict)):
+        out[section].pop(key, None)
+    return out
 
 
 SECTIONS: dict[str, type] = {
@@ -235,6 +251,7 @@ def _check_run(cfg: Config) -> None:
     _int("run.steps", r.steps, lo=0)
     _int("run.seed", r.seed, lo=0)
     _int("run.eval_every", r.eval_every)
+    _int("run.checkpoint_every", r.checkpoint_every, lo=0)
     _choice("run.dtype", r.dtype, DTYPES)
     _check_device(r.device)
 

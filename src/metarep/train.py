@@ -20,6 +20,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
+from .checkpoint import Checkpoint, identity_diff, restore, to_bytes
 from .config import Config
 from .methods import Stepper, TrainState, make_stepper, pool_layout
 from .metrics import representation_metrics
@@ -114,17 +115,66 @@ def _finite(params: NamedTuple) -> bool:
     return all(p.numel() == 0 or float(p.abs().max()) < BLOWUP for p in params)  # NaN compares False
 
 
-def train(cfg: Config, *, progress: bool | None = None, on_eval: Callable[[dict], None] | None = None) -> RunResult:
-    """Run ``cfg`` and return its history and summary. ``progress=None`` shows a bar on a TTY only."""
+class _Saver:
+    """Hands a checkpoint to ``write`` every ``run.checkpoint_every`` steps (never when either is unset), with the
+    data generator's state after the last step made."""
+
+    def __init__(
+        self, cfg: Config, write: Callable[[bytes], None] | None, generator: torch.Generator | None, start: int
+    ):
+        self.write_bytes, self.every = write, cfg.run.checkpoint_every if write is not None else 0
+        self.config, self.generator, self.at = cfg.to_dict(), generator, start
+        self.rng = None if generator is None else generator.get_state()
+
+    def stepped(self, step: int, state: TrainState, history: list[dict], last: bool) -> None:
+        """After ``step`` (and its history row, if any) was made."""
+        if self.every and self.generator is not None:
+            self.rng = self.generator.get_state()
+        self.at = step
+        if self.every and step % self.every == 0 and not last:
+            self.write(step, state, history)
+
+    def write(self, step: int, state: TrainState, history: list[dict]) -> None:
+        if self.every:
+            self.write_bytes(to_bytes(state, step, history, self.config, self.rng))
+
+
+def _resume(cfg: Config, ck: Checkpoint, state: TrainState, source) -> tuple[TrainState, list[dict], int]:
+    """The state, history and step of the checkpoint ``ck``, restored into the freshly built ``state``."""
+    diff = identity_diff(ck.config, cfg.to_dict())
+    if diff:
+        raise ValueError(f"a checkpoint of another config ({', '.join(diff)})")
+    return restore(ck, state, getattr(source, "generator", None)), ck.history, ck.step
+
+
+def train(
+    cfg: Config,
+    *,
+    progress: bool | None = None,
+    on_eval: Callable[[dict], None] | None = None,
+    checkpoint: Callable[[bytes], None] | None = None,
+    resume: Checkpoint | None = None,
+) -> RunResult:
+    """Run ``cfg`` and return its history and summary. ``progress=None`` shows a bar on a TTY only.
+
+    ``checkpoint``: called with the bytes of a checkpoint (:mod:`metarep.checkpoint`) every
+    ``run.checkpoint_every`` steps and when the run is interrupted; ``resume``: a checkpoint (same
+    config) to continue from instead of step 0, with a result bit-identical to an uninterrupted run.
+    """
     t0 = time.perf_counter()
     tasks, state, stepper, source, seeds = build(cfg)
     beta, every = cfg.method.beta, cfg.run.eval_every
     steps = min(cfg.run.steps, 1) if stepper.one_shot else cfg.run.steps
-    history = [_row(0, state.params, tasks)]
-    status, message, done = "complete", "", 0
-    bar = tqdm(total=steps, disable=(not progress) if progress is not None else None, unit="step", leave=False)
+    history, start = [_row(0, state.params, tasks)], 0
+    if resume is not None:
+        state, history, start = _resume(cfg, resume, state, source)
+    saver = _Saver(cfg, checkpoint, getattr(source, "generator", None), start)
+    status, message, done = "complete", "", start
+    bar = tqdm(
+        total=steps, initial=start, disable=(not progress) if progress is not None else None, unit="step", leave=False
+    )
     try:
-        for step in range(1, steps + 1):
+        for step in range(start + 1, steps + 1):
             new = stepper.step(state, None if source is None else source.batches())
             if not _finite(new.params):
                 status = "diverged"
@@ -136,12 +186,16 @@ def train(cfg: Config, *, progress: bool | None = None, on_eval: Callable[[dict]
             state, done = new, step
             if step % every == 0 or step == steps:
                 history.append(_row(step, state.params, tasks))
+            saver.stepped(step, state, history, step == steps)
+            if history[-1]["step"] == step:
                 if on_eval is not None:
                     on_eval(history[-1])
                 bar.set_postfix(perp_norm2=f"{history[-1]['perp_norm2']:.3g}", sin=f"{history[-1]['subspace_sin']:.2g}")
             bar.update(1)
     except KeyboardInterrupt:
         status, message = "interrupted", f"interrupted after step {done}"
+        if start < done == saver.at:  # the last step made, its row and the generator's state after it
+            saver.write(done, state, history)
     finally:
         bar.close()
     if history[-1]["step"] != done:

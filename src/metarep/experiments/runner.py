@@ -62,7 +62,7 @@ class RunSpec:
     def key(self) -> str:
         cfg = self.config()
         blob = json.dumps(
-            {"config": cfg.to_dict(), "m_test": self.m_test, "eval_tasks": self.eval_tasks}, sort_keys=True
+            {"config": cfg.identity(), "m_test": self.m_test, "eval_tasks": self.eval_tasks}, sort_keys=True
         )
         return f"{cfg.method.name}-{cfg.model.kind}-s{self.seed}-{hashlib.sha256(blob.encode()).hexdigest()[:10]}"
 

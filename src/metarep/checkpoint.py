@@ -1,0 +1,133 @@
+"""Checkpoints of a training run: one ``.npz`` file with everything needed to continue it.
+
+A checkpoint holds the step, the history so far, the config (:meth:`~metarep.config.Config.to_dict`),
+the whole :class:`~metarep.methods.TrainState` (the parameters and the outer update's state, e.g.
+multitask's L-BFGS leaves and ``optimizer.state_dict()``) and the state of the generator that draws
+each step's tasks. Tensors are stored as arrays; everything else (scalars, the history, the structure
+of the state) as a JSON string in a 0-d unicode array, so ``np.load(..., allow_pickle=False)`` reads
+it. Restoring writes the stored values into a freshly built state (:func:`metarep.train.build` of the
+same config): tensors in place, as an optimizer may hold them, optimizers through ``load_state_dict``.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+from pathlib import Path
+from typing import Any, NamedTuple
+
+import numpy as np
+import torch
+
+from .config import identity_of
+
+
+def identity_diff(a: dict[str, Any], b: dict[str, Any]) -> list[str]:
+    """``section.key A != B`` for each key whose value differs between the identities of two config dicts."""
+    a, b = identity_of(a), identity_of(b)
+    out = []
+    for section in sorted(set(a) | set(b)):
+        va, vb = a.get(section) or {}, b.get(section) or {}
+        for key in sorted(set(va) | set(vb)):
+            if va.get(key) != vb.get(key):
+                out.append(f"{section}.{key} {va.get(key)} != {vb.get(key)}")
+    return out
+
+
+CHECKPOINT = "checkpoint.npz"  # its name in a run folder
+VERSION = 1
+
+
+class Checkpoint(NamedTuple):
+    """A checkpoint read back: ``state`` is the encoded training state, ``arrays`` its tensors."""
+
+    step: int
+    history: list[dict[str, float]]
+    config: dict[str, Any]
+    state: Any
+    arrays: dict[str, np.ndarray]
+    rng: np.ndarray | None  # the data generator's state (uint8), None without one
+
+
+def _encode(obj: Any, arrays: dict[str, np.ndarray]) -> dict[str, Any]:
+    """``obj`` as JSON, its tensors put into ``arrays`` (named ``t0``, ``t1``, ...)."""
+    if isinstance(obj, torch.Tensor):
+        name = f"t{len(arrays)}"
+        arrays[name] = obj.detach().cpu().numpy()
+        return {"t": "tensor", "v": name}
+    if isinstance(obj, torch.optim.Optimizer):
+        return {"t": "optimizer", "v": _encode(obj.state_dict(), arrays)}
+    if isinstance(obj, tuple) and hasattr(obj, "_fields"):
+        return {"t": "namedtuple", "v": [_encode(x, arrays) for x in obj]}
+    if isinstance(obj, (list, tuple)):
+        return {"t": type(obj).__name__, "v": [_encode(x, arrays) for x in obj]}
+    if isinstance(obj, dict):
+        return {"t": "dict", "v": [[_encode(k, arrays), _encode(v, arrays)] for k, v in obj.items()]}
+    if obj is None or isinstance(obj, (bool, int, float, str)):
+        return {"t": "value", "v": obj}
+    raise TypeError(f"checkpoint: cannot store a {type(obj).__name__}")
+
+
+def _restore(template: Any, enc: dict[str, Any], arrays: dict[str, np.ndarray]) -> Any:
+    """The value encoded in ``enc``, written into ``template`` where it has one (tensors in place)."""
+    kind, v = enc["t"], enc["v"]
+    if kind == "tensor":
+        data = torch.from_numpy(arrays[v].copy())
+        if not isinstance(template, torch.Tensor):
+            return data
+        with torch.no_grad():
+            template.copy_(data)
+        return template
+    if kind == "optimizer":
+        template.load_state_dict(_restore(None, v, arrays))
+        return template
+    if kind in ("namedtuple", "list", "tuple"):
+        like = list(template) if isinstance(template, (list, tuple)) and len(template) == len(v) else [None] * len(v)
+        items = [_restore(t, e, arrays) for t, e in zip(like, v)]
+        return type(template)(*items) if kind == "namedtuple" else (tuple(items) if kind == "tuple" else items)
+    if kind == "dict":
+        return {_restore(None, k, arrays): _restore(None, x, arrays) for k, x in v}
+    return v
+
+
+def to_bytes(
+    state: Any,
+    step: int,
+    history: list[dict[str, float]],
+    config: dict[str, Any],
+    rng: torch.Tensor | None,
+) -> bytes:
+    """The checkpoint of ``state`` after ``step``, as the bytes of an ``.npz`` file (write them with
+    :func:`metarep.files.atomic_write_bytes`)."""
+    arrays: dict[str, np.ndarray] = {}
+    encoded = _encode(state, arrays)
+    if rng is not None:
+        arrays["rng"] = rng.cpu().numpy()
+    meta = {"version": VERSION, "step": step, "history": history, "config": config, "state": encoded}
+    arrays["meta"] = np.array(json.dumps(meta))
+    buf = io.BytesIO()
+    np.savez(buf, **arrays)
+    return buf.getvalue()
+
+
+def load(path: str | Path) -> Checkpoint:
+    """Read a checkpoint (no unpickling); ``ValueError`` when it is not one this version wrote."""
+    with np.load(path, allow_pickle=False) as z:
+        arrays = {k: z[k] for k in z.files}
+    if "meta" not in arrays:
+        raise ValueError(f"{path}: not a metarep checkpoint (no meta)")
+    meta = json.loads(str(arrays.pop("meta")[()]))
+    if not isinstance(meta, dict) or meta.get("version") != VERSION:
+        raise ValueError(f"{path}: not a metarep checkpoint of version {VERSION}")
+    rng = arrays.pop("rng", None)
+    return Checkpoint(int(meta["step"]), meta["history"], meta["config"], meta["state"], arrays, rng)
+
+
+def restore(ck: Checkpoint, state: Any, generator: torch.Generator | None) -> Any:
+    """The training state of ``ck`` written into ``state`` (as built for the same config); the data
+    generator set to its stored state."""
+    if (ck.rng is None) != (generator is None):
+        raise ValueError("checkpoint: its data generator does not match this run's")
+    if generator is not None:
+        generator.set_state(torch.from_numpy(ck.rng.copy()))
+    return _restore(state, ck.state, ck.arrays)
