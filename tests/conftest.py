@@ -3,6 +3,18 @@ import torch
 
 from metarep.config import load_config
 
+# a run small enough for end-to-end tests of the runner (about a second)
+TINY_RUN = (
+    "task.d=6",
+    "task.k=2",
+    "model.width=6",
+    "data.tasks=20",
+    "data.m_in=5",
+    "data.m_out=4",
+    "run.steps=20",
+    "run.eval_every=10",
+)
+
 
 @pytest.fixture
 def make_cfg():

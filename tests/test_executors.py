@@ -19,6 +19,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import TINY_RUN
 from typer.testing import CliRunner
 
 from metarep import outputs
@@ -26,16 +27,7 @@ from metarep.cli import app
 from metarep.experiments import executors, runner
 from metarep.experiments.runner import RunSpec, is_complete, run_all, write_outputs
 
-TINY = (
-    "task.d=6",
-    "task.k=2",
-    "model.width=6",
-    "data.tasks=20",
-    "data.m_in=5",
-    "data.m_out=4",
-    "run.steps=20",
-    "run.eval_every=10",
-)
+TINY = TINY_RUN
 SPECS = [RunSpec(TINY, seed) for seed in range(3)] + [RunSpec(TINY, 0, (5, 10), 20)]
 
 

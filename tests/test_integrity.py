@@ -14,6 +14,7 @@ import textwrap
 from pathlib import Path
 
 import pytest
+from conftest import TINY_RUN
 from typer.testing import CliRunner
 
 from metarep import outputs
@@ -23,16 +24,7 @@ from metarep.experiments.runner import RunSpec, is_complete, run_all
 from metarep.experiments.sweep_results import run_status
 from metarep.outputs import EVALUATION_FILES, RUN_FILES, SUMMARY, NotFinishedRun, verify_run
 
-TINY = (
-    "task.d=6",
-    "task.k=2",
-    "model.width=6",
-    "data.tasks=20",
-    "data.m_in=5",
-    "data.m_out=4",
-    "run.steps=20",
-    "run.eval_every=10",
-)
+TINY = TINY_RUN
 SPECS = [RunSpec(TINY, seed, (5, 10), 20) for seed in range(2)]
 KEYS = [s.key() for s in SPECS]
 

@@ -172,8 +172,11 @@ class Estimator:
         return math.nan
 
     def fit(self, tasks: NewTasks) -> torch.Tensor:
-        """``θ̂ (n, d)`` of every task from its ``tasks.X (n, m, d)``, ``tasks.y (n, m)``."""
-        raise NotImplementedError
+        """``θ̂ (n, d)`` of every task from its ``tasks.X (n, m, d)``, ``tasks.y (n, m)``.
+
+        Every estimator defines it, except one that measures its risk directly by overriding
+        :meth:`excess_risk` (a non-linear model has no ``θ̂``)."""
+        raise NotImplementedError(f"{type(self).__name__} defines neither fit nor excess_risk")
 
     def excess_risk(self, tasks: NewTasks) -> torch.Tensor:
         """Per-task excess risk ``‖θ̂ − θ‖²``, ``(n,)``."""

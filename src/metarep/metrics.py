@@ -65,6 +65,20 @@ def head_norm(w: torch.Tensor) -> float:
     return float((w**2).sum(1).mean().sqrt()) if w.numel() else 0.0
 
 
+# the scalar columns of a run's history and summary, besides the signal eigenvalues (and perp_rate,
+# which the training loop adds: t · perp_norm2)
+SCALAR_METRICS = (
+    "perp_norm2",
+    "perp_fro2",
+    "perp_rel",
+    "perp_rate",
+    "subspace_sin",
+    "span_energy",
+    "effective_rank",
+    "head_norm",
+)
+
+
 def representation_metrics(B: torch.Tensor, w: torch.Tensor, tasks: LinearRepTasks) -> dict[str, object]:
     """All metrics of MATH.md §6 for one state, as plain Python numbers and lists."""
     perp2, perpF = perp_norms(B, tasks.B_perp)

@@ -23,7 +23,7 @@ from tqdm.auto import tqdm
 from .checkpoint import Checkpoint, identity_diff, restore, to_bytes
 from .config import Config
 from .methods import Stepper, TrainState, make_stepper, pool_layout
-from .metrics import representation_metrics
+from .metrics import SCALAR_METRICS, representation_metrics
 from .models import init_model
 from .tasks import FreshTasks, LinearRepTasks, TaskPool
 from .theory import predictions
@@ -215,16 +215,7 @@ def _summary(cfg: Config, history: list[dict], status: str, wall: float) -> dict
         "signal_eigs": [last[f"signal_eig_{j}"] for j in range(1, k + 1)],
     }
     out.update(predictions(cfg))
-    for key in (
-        "perp_norm2",
-        "perp_fro2",
-        "perp_rel",
-        "perp_rate",
-        "subspace_sin",
-        "span_energy",
-        "effective_rank",
-        "head_norm",
-    ):
+    for key in SCALAR_METRICS:
         out[key] = last[key]
     out["wall_seconds"] = wall
     return out

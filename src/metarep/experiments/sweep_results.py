@@ -20,20 +20,12 @@ from typing import Any
 import numpy as np
 
 from .. import theory
+from ..metrics import SCALAR_METRICS
 from ..tasks import task_cov_diag
 from .sweep_spec import Sweep, SweepRun
 
 NAN = math.nan
-METRICS = (
-    "perp_norm2",
-    "perp_fro2",
-    "perp_rel",
-    "perp_rate",
-    "subspace_sin",
-    "span_energy",
-    "effective_rank",
-    "head_norm",
-)
+METRICS = SCALAR_METRICS
 PREDICTIONS = (
     "predicted_perp_rate",
     "predicted_rank",
