@@ -7,16 +7,21 @@ STAMP  := $(VENV)/.installed
 .PHONY: install demo lint test test-fast bench clean
 
 $(STAMP): pyproject.toml
+	@echo "==> [1/3] virtual environment in $(VENV)"
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q torch==2.13.0
-	$(PY) -m pip install -q -e ".[dev,dask]"
+	@echo "==> [2/3] torch 2.13.0 (CPU wheel, about 200 MB; a minute or two on a fresh machine)"
+	$(PY) -m pip install -q --progress-bar off torch==2.13.0
+	@echo "==> [3/3] metarep and its dependencies"
+	$(PY) -m pip install -q --progress-bar off -e ".[dev,dask]"
 	touch $(STAMP)
+	@echo "==> installed: $(VENV)/bin/metarep"
 
 install: $(STAMP)
 
+# FO-ANIL with infinitely many tasks and with a pool of 5000, against the theory: runs/demo/demo.png
 demo: $(STAMP)
-	$(VENV)/bin/metarep run --out runs/demo
+	$(VENV)/bin/metarep demo --out runs/demo
 
 # the gates of `make test` (and CI): the rule set is pyproject's [tool.ruff]
 LINT_PATHS := src tests benchmarks examples

@@ -192,3 +192,27 @@ def test_huge_but_finite_parameters_count_as_divergence(tmp_path):
     )
     assert res.exit_code == 1 and "diverged" in res.output
     assert json.loads((out / "summary.json").read_text())["status"] == "diverged"
+
+
+@pytest.mark.slow
+def test_demo_runs_both_regimes_and_says_what_a_finite_pool_changes(tmp_path):
+    from metarep.outputs import verify_run
+
+    out = tmp_path / "demo"
+    sets = ["--set", "task.d=10", "--set", "model.width=10", "--set", "data.tasks=200", "--set", "run.steps=200"]
+    res = subprocess.run(
+        [sys.executable, "-m", "metarep.cli", "demo", "--out", str(out), "--steps", "300", *sets, "--no-progress"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert res.returncode == 0, res.stderr
+    assert "falls like C/t" in res.stdout and "stops at a floor (the C/t law is for N = ∞)" in res.stdout
+    assert verify_run(out / "infinite")["regime"] == "infinite"
+    assert verify_run(out / "finite")["regime"] == "finite"
+    assert (out / "demo.png").stat().st_size > 10_000
+    bad = subprocess.run(
+        [sys.executable, "-m", "metarep.cli", "demo", "--out", str(tmp_path / "x"), "--set", "data.tasks=inf"],
+        capture_output=True,
+    )
+    assert bad.returncode == 2 and bad.stderr.decode().count("\n") == 1 and not (tmp_path / "x").exists()

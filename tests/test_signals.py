@@ -167,6 +167,8 @@ def test_ctrl_c_stops_a_reproduction_within_seconds_and_it_resumes(tmp_path):
     [
         (("data.tasks=1",), "init"),  # one task: the pool's curvature is the task's own Σ̂ terms
         (("data.tasks=1",), "head"),
+        (("data.tasks=5",), "pool"),  # a few tasks: the head grows at the limit whatever the step sizes
+        (("data.tasks=20",), "pool"),
         (("task.d=10", "model.width=1000"), "head"),  # k' ≫ d: ‖B_0‖² ≈ k'/d, the head blows up
         (("task.d=10", "model.width=1000", "data.fresh=true"), "head"),
     ],
@@ -179,7 +181,14 @@ def test_settings_that_diverge_get_a_step_size_warning(overrides, check):
 
 @pytest.mark.parametrize(
     "overrides",
-    [(), ("data.tasks=inf",), ("data.fresh=true",), ("task.d=10", "model.width=1000", "data.tasks=inf")],
+    [
+        (),
+        ("data.tasks=inf",),
+        ("data.fresh=true",),
+        ("task.d=10", "model.width=1000", "data.tasks=inf"),
+        ("data.tasks=50",),  # stable over 3000 steps
+        ("data.tasks=20", "method.name=anil"),  # the second-order head does not grow: (I - αK)²
+    ],
 )
 def test_the_default_and_stable_settings_get_no_warning(overrides):
     # the infinite regime keeps the head at 0 exactly: k' ≫ d does not diverge there
@@ -187,9 +196,64 @@ def test_the_default_and_stable_settings_get_no_warning(overrides):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("overrides", [("data.tasks=1",), ("task.d=10", "model.width=1000")])
-def test_the_warned_settings_do_diverge(overrides):
+@pytest.mark.parametrize(
+    "overrides", [("data.tasks=1",), ("data.tasks=20",), ("task.d=10", "model.width=1000"), ("method.beta=50",)]
+)
+def test_the_warned_settings_do_diverge_and_say_what_the_warning_said(overrides):
+    from metarep.stepsizes import step_size_advice
     from metarep.train import train
 
     cfg = load_config(None, [*overrides, "run.steps=300", "run.eval_every=100"])
-    assert train(cfg, progress=False).status == "diverged"
+    result = train(cfg, progress=False)
+    assert result.status == "diverged"
+    advice = step_size_advice(cfg)
+    assert advice is not None and result.message.endswith(advice)  # one source of advice
+    assert advice in step_size_warning(cfg)
+
+
+def test_each_fix_meets_its_check():
+    # the advised value, applied, passes the check it was given for (limit, init: β; head: α; pool: N)
+    for overrides in [("method.beta=50",), ("task.d=10", "model.width=1000"), ("data.tasks=20",)]:
+        cfg = load_config(None, list(overrides))
+        for c in [c for c in check_step_sizes(cfg) if not c.ok]:
+            value = int(c.bound) if c.at_least else c.bound * 0.999
+            fixed = load_config(None, [*overrides, f"{c.knob}={value}"])
+            assert c.name not in {x.name for x in check_step_sizes(fixed) if not x.ok}, (overrides, c)
+
+
+@pytest.mark.slow
+def test_a_killed_reproduction_resumes_its_runs_from_their_checkpoints_bit_identically(tmp_path):
+    import numpy as np
+
+    args = [sys.executable, "-c", DRIVER, "reproduce", "learning", "--quick", "--seeds", "2", "--jobs", "2"]
+    reference = subprocess.run([*args, "--out", str(tmp_path / "ref")], cwd=tmp_path, capture_output=True, timeout=300)
+    assert reference.returncode == 0, reference.stderr.decode()
+
+    out = tmp_path / "rep"
+    p = _start([*args, "--out", str(out)], tmp_path)
+    try:
+        deadline = time.monotonic() + 120
+        while not list(out.glob("runs/*.partial/checkpoint.npz")):  # a run is mid-way, past a checkpoint
+            assert time.monotonic() < deadline and p.poll() is None, p.stderr.read().decode()
+            time.sleep(0.02)
+        os.killpg(p.pid, signal.SIGKILL)  # no handler runs: what the checkpoints hold is all there is
+        p.wait(timeout=30)
+    finally:
+        if p.poll() is None:
+            os.killpg(p.pid, signal.SIGKILL)
+    again = subprocess.run([*args, "--out", str(out)], cwd=tmp_path, capture_output=True, timeout=300)
+    assert again.returncode == 0, again.stderr.decode()
+    assert "continues from its checkpoint at step" in again.stderr.decode(), again.stderr.decode()
+    assert not list(out.glob("runs/*.partial")), "checkpoints of finished runs are removed"
+    runs = sorted(d.name for d in (tmp_path / "ref" / "runs").iterdir() if d.is_dir())
+    assert runs == sorted(d.name for d in (out / "runs").iterdir() if d.is_dir())
+    for name in runs:
+        with (
+            np.load(tmp_path / "ref/runs" / name / "params.npz") as a,
+            np.load(out / "runs" / name / "params.npz") as b,
+        ):
+            assert sorted(a.files) == sorted(b.files)
+            for k in a.files:
+                assert np.array_equal(a[k], b[k]), (name, k)
+        history = [(d / "runs" / name / "history.csv").read_bytes() for d in (tmp_path / "ref", out)]
+        assert history[0] == history[1], name

@@ -30,7 +30,6 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from tqdm.auto import tqdm
 
 from . import limits, theory
 from .estimators import (
@@ -44,6 +43,7 @@ from .estimators import (
     orthonormal_span,
 )
 from .files import write_csv, write_result
+from .progress import progress_bar
 from .stats import mean_se
 from .tasks import LinearRepTasks
 
@@ -117,7 +117,7 @@ def monte_carlo(
     test_gen = torch.Generator(device=generator.device)
     test_gen.manual_seed(int(torch.randint(2**62, (1,), generator=generator, device=generator.device)))
     errs: dict[str, list[list[torch.Tensor]]] = {e.name: [[] for _ in m_test] for e in estimators}
-    bar = tqdm(total=n_tasks, disable=(not progress) if progress is not None else None, unit="task", leave=False)
+    bar = progress_bar(n_tasks, enabled=progress, desc="evaluate", unit="task")
     done = 0
     while done < n_tasks:
         c = min(chunk, n_tasks - done)

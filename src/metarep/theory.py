@@ -10,8 +10,8 @@ needs no training:
   and at the limit: :func:`limit_one_step_risk`;
 - least squares on a new task: :func:`oracle_risk`, :func:`scratch_risk`, and on any fixed
   subspace: :func:`subspace_ls_risk`;
-- a check of the step sizes against the range where the infinite-task dynamics are stable:
-  :func:`check_step_sizes`, :func:`step_size_warning`;
+- the constants ``b``, ``Λ*``, ``γ`` of :mod:`metarep.constants`, and the step-size checks of
+  :mod:`metarep.stepsizes` (:func:`check_step_sizes`, :func:`step_size_warning`), re-exported;
 - :func:`predictions` (the keys ``metarep run`` puts in ``summary.json``) and :func:`report`
   (what ``metarep theory`` prints, formatted by :mod:`metarep.cli.theory`).
 
@@ -23,34 +23,17 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 
 import torch
 
+from .constants import _f64, gammas, lambda_star, unlearning_b
+from .stepsizes import check_step_sizes, step_size_advice, step_size_warning
 from .tasks import task_cov_diag
 
+__all__ = ["check_step_sizes", "gammas", "lambda_star", "step_size_advice", "step_size_warning", "unlearning_b"]
+
 DEFAULT_M_TEST = (5, 10, 20, 50, 100)
-
-
-def _f64(x: torch.Tensor) -> torch.Tensor:
-    return x.detach().to(torch.float64)
-
-
-def unlearning_b(trace: float, sigma2: float, m_in: int) -> float:
-    """``b = (tr Σ* + σ²) / m_in``."""
-    return (trace + sigma2) / m_in
-
-
-def lambda_star(sigma_diag: torch.Tensor, sigma2: float, m_in: int) -> torch.Tensor:
-    """Diagonal of ``Λ* = (1 + 1/m_in) Σ* + b I_k``, ``(k,)``, in the order of ``sigma_diag``."""
-    s = _f64(sigma_diag)
-    return (1 + 1 / m_in) * s + unlearning_b(float(s.sum()), sigma2, m_in)
-
-
-def gammas(sigma_diag: torch.Tensor, sigma2: float, m_in: int) -> torch.Tensor:
-    """``γ_j = s_j / ((1 + 1/m_in) s_j + b)``, ``(k,)``, in the order of ``sigma_diag`` (MATH.md §5.1)."""
-    s = _f64(sigma_diag)
-    return s / lambda_star(s, sigma2, m_in)
 
 
 def kept_directions(sigma_diag: torch.Tensor, width: int) -> torch.Tensor:
@@ -189,123 +172,6 @@ def scratch_risk(d: int, trace: float, sigma2: float, m: int) -> float:
 # step sizes
 
 
-@dataclass(frozen=True)
-class StepSizeCheck:
-    """One stability condition ``value < limit``; ``ok`` says whether it holds."""
-
-    name: str
-    value: float
-    limit: float
-    ok: bool
-    what: str
-
-
-def init_curvature(
-    d: int, width: int, init_scale: float, lam_max: float, b: float, tasks: float = math.inf, m_out: int = 1
-) -> float:
-    """Typical ``‖B_0ᵀ G B_0‖₂`` for ``B_0`` entries ``N(0, init_scale²/d)``, ``G = (1 + 1/m_in)S + bI``:
-    ``init_scale² · max(b (1 + √(k'/d))², λ_max (√(k'/d) + √(1/d))²)`` (the bulk edge of the
-    Marchenko–Pastur law on the ``b`` part, and the largest spike from span(B*)), within about 20%
-    of the sampled value for the paper's setting. With a pool of N = ``tasks``, ``G`` is the pool's
-    ``mean_i Σ̂_out,i ⊗ c_i c_iᵀ`` (``c_i = X_inᵀy_in/m_in``), not its expectation: the ``b`` part of
-    ``mean_i c_i c_iᵀ`` is a Wishart of N vectors in ``R^d``, edge ``b (1 + √(d/N))²`` (one task:
-    ``‖c‖² ≈ d b``), times ``(1 + √(d/(N m_out)))²`` for the pooled ``Σ̂_out``; N = ∞ gives ``G``."""
-    r = width / d
-    b_pool = b * (1 + math.sqrt(d / tasks)) ** 2
-    out = (1 + math.sqrt(d / (tasks * m_out))) ** 2
-    return init_scale**2 * out * max(b_pool * (1 + math.sqrt(r)) ** 2, lam_max * (math.sqrt(r) + math.sqrt(1 / d)) ** 2)
-
-
-LABELS = {
-    "limit": "alpha*beta*s_max",
-    "init": "alpha^2*beta*|B_0^T G B_0|",
-    "inner": "alpha*|B|^2*|Sigma_in|_span(B)",
-    "head": "alpha*|B_0|^2*|Sigma_in|",
-}
-
-
-def check_step_sizes(cfg) -> list[StepSizeCheck]:
-    """Check α and β against the range where the infinite-task dynamics at ``w = 0`` are stable.
-
-    With ``h = αβ``, ``s_max`` the largest eigenvalue of Σ*, ``λ_max = (1 + 1/m_in) s_max + b``:
-
-    1. ``limit`` (local stability of the limit). Linearising ``B ← B − βα(MG − S)B`` (FO-ANIL,
-       FO-MAML) around ``N = αΨΨᵀ = Σ*Λ*⁻¹`` gives, for each entry of a perturbation ``E`` of
-       ``N``, ``E_ij ← (1 − h(s_i + s_j)) E_ij``; the limit is stable iff ``h · s_max < 1``.
-       Beyond, the signal eigenvalues oscillate without converging, and further out (about
-       ``h · s_max > 2`` on the paper's setting) they diverge. For ANIL and MAML (``MG + GM − 2S``) the factor is
-       ``1 − h(λ_i + λ_j)(γ_i + γ_j)``, hence ``h · s_max < 1/2``. The directions outside span(B*)
-       contract by ``1 − h s_j`` and ``1 − α²β b φ²``, which this condition already covers near
-       the limit.
-    2. ``init`` (the first steps). The cubic term ``α²β B BᵀG B`` must not overshoot at the
-       initialisation: a direction of ``B`` is multiplied by about ``1 + h s − α²β e`` with ``e`` an
-       eigenvalue of ``B_0ᵀ G B_0``, so ``α²β ‖B_0ᵀGB_0‖₂ < 2`` (twice that for ANIL and MAML),
-       with the typical value of :func:`init_curvature` (a heuristic: a large ``model.init_scale``
-       or a large α makes the first steps blow up). For a finite pool of N tasks ``G`` is the pool's
-       curvature, which a small N makes large (one task: the outer loss's Hessian is that task's
-       ``Σ̂`` terms, not their expectation).
-    3. ``inner`` (with ``method.inner_steps > 1``). Gradient descent on the head with
-       ``Σ̂_in`` is stable when ``α ‖B‖₂² ‖Σ̂_in restricted to span(B)‖ < 2``, with
-       ``‖Σ̂‖ ≈ (1 + √(r/m_in))²`` for an ``r``-dimensional span; checked at the initialisation
-       (``r = min(d, k')``) and at the limit (``α‖B_∞‖² = γ_max``, ``r = min(k, k')``), the larger
-       value reported. A single inner step (the theory's case) cannot diverge at ``w = 0``.
-    4. ``head`` (one inner step, finite and fresh tasks; listed when it fails). Only infinite tasks
-       keep ``w = 0`` exactly: sampled tasks kick the head off 0 at every step, and the outer update
-       maps it by the step's mean of ``I − α BᵀΣ̂_in B``, which expands it where ``α κ > 2``,
-       ``κ = ‖B_0‖₂² ‖Σ̂_pool‖``, ``‖B_0‖₂² ≈ init_scale² (1 + √(k'/d))²`` (≈ k'/d when k' ≫ d),
-       ``‖Σ̂_pool‖ ≈ (1 + √(d/(N m_in)))²``; beyond, w then B blow up within a few steps.
-
-    Methods without these dynamics (reptile, multitask, moments) get no checks. In the finite and
-    fresh regimes the expected update is the same, so checks 1–3 apply there as heuristics.
-    """
-    from .methods import registry
-
-    me = cfg.method
-    # a spec's dynamics class (MATH.md §4): "first_order", B ← B − βα(MG − S)B (FO-ANIL, and FO-MAML
-    # at w = 0), or "second_order", B ← B − βα(MG + GM − 2S)B (ANIL, and MAML at w = 0)
-    dynamics = registry.get(me.name).dynamics
-    if dynamics is None:
-        return []
-    s = task_cov_diag(cfg.task.k, cfg.task.task_cov, cfg.cov_trace)
-    a, beta, m_in, d, width, scale = me.alpha, me.beta, cfg.data.m_in, cfg.task.d, cfg.width, cfg.model.init_scale
-    s_max = float(s.max())
-    b = unlearning_b(float(s.sum()), cfg.task.sigma2, m_in)
-    lam_max = (1 + 1 / m_in) * s_max + b
-    second = dynamics == "second_order"
-    n = math.inf if cfg.infinite else float(cfg.data.tasks)
-    out: list[StepSizeCheck] = []
-
-    def check(name: str, v: float, lim: float, what: str) -> None:
-        out.append(StepSizeCheck(name, v, lim, v < lim, f"{LABELS[name]} = {v:.3g} {what}"))
-
-    lim, more = (0.5 if second else 1.0), " or model.init_scale" + ("" if n == math.inf else ", or use more tasks")
-    why = "(above, the signal eigenvalues oscillate, and further out diverge); lower method.beta below"
-    check("limit", a * beta * s_max, lim, f"must be < {lim:g} for the limit to be stable {why} {lim / (a * s_max):.3g}")
-    e0 = init_curvature(d, width, scale, lam_max, b, n, cfg.data.m_out) * (2 if second else 1)
-    check("init", a * a * beta * e0, 2.0, f"must be < 2 so the first steps do not overshoot; lower method.beta{more}")
-    n0 = scale**2 * (1 + math.sqrt(width / d)) ** 2  # ‖B_0‖₂², Marchenko–Pastur edge
-    if me.inner_steps > 1:
-        g_max = float(gammas(s, cfg.task.sigma2, m_in).max())
-        v = a * n0 * (1 + math.sqrt(min(d, width) / m_in)) ** 2
-        v = max(v, g_max * (1 + math.sqrt(min(cfg.task.k, width) / m_in)) ** 2)
-        check("inner", v, 2.0, f"must be < 2 for {me.inner_steps} inner steps to be stable; lower method.alpha")
-    elif not cfg.infinite:
-        v = a * n0 * (1 + math.sqrt(d / (n * m_in))) ** 2
-        why = "or the head, which sampled tasks move off 0, grows at every step; lower method.alpha or model.init_scale"
-        check("head", v, 2.0, f"must be < 2 {why} (|B_0|^2 grows like model.width/task.d)")
-        if out[-1].ok:
-            out.pop()  # listed only when it fails: a single inner step is the theory's case
-    return out
-
-
-def step_size_warning(cfg) -> str | None:
-    """One line naming every failed :func:`check_step_sizes` condition, or ``None`` when all hold."""
-    bad = [c for c in check_step_sizes(cfg) if not c.ok]
-    if not bad:
-        return None
-    return "step sizes outside the stable range of the infinite-task dynamics: " + "; ".join(c.what for c in bad)
-
-
 def inner_step_value(alpha: float, B: torch.Tensor, m: int) -> float:
     """``α ‖B‖₂² (1 + √(r/m))²`` for the actual ``B`` (``r`` its rank): several head steps on ``m``
     samples are stable when this is below 2 (see :func:`check_step_sizes`, check 3)."""
@@ -393,5 +259,6 @@ def report(cfg, m_test: Sequence[int] = DEFAULT_M_TEST) -> dict[str, object]:
             }
             for m in ms
         ],
-        "step_size_checks": [asdict(c) for c in check_step_sizes(cfg)],
+        "step_size_checks": [{**asdict(c), "fix": c.fix} for c in check_step_sizes(cfg)],
+        "step_size_advice": step_size_advice(cfg),
     }

@@ -18,13 +18,14 @@ from typing import NamedTuple
 
 import numpy as np
 import torch
-from tqdm.auto import tqdm
 
 from .checkpoint import Checkpoint, identity_diff, restore, to_bytes
 from .config import Config
 from .methods import Stepper, TrainState, make_stepper, pool_layout
 from .metrics import SCALAR_METRICS, representation_metrics
 from .models import init_model
+from .progress import progress_bar
+from .stepsizes import step_size_advice
 from .tasks import FreshTasks, LinearRepTasks, TaskPool
 from .theory import predictions
 
@@ -147,6 +148,17 @@ def _resume(cfg: Config, ck: Checkpoint, state: TrainState, source) -> tuple[Tra
     return restore(ck, state, getattr(source, "generator", None)), ck.history, ck.step
 
 
+def _advice(cfg: Config) -> str:
+    """What a diverged run should change: the step-size checks' advice when one failed (the same line
+    ``metarep run`` warned with), else halving β (or α)."""
+    advice = step_size_advice(cfg)
+    if advice is not None:
+        return advice
+    beta = cfg.method.beta
+    alpha = cfg.method.alpha
+    return f"lower method.beta (now {beta:g}, try {beta / 2:g}), or method.alpha (now {alpha:g}) if that is not enough"
+
+
 def train(
     cfg: Config,
     *,
@@ -163,25 +175,20 @@ def train(
     """
     t0 = time.perf_counter()
     tasks, state, stepper, source, seeds = build(cfg)
-    beta, every = cfg.method.beta, cfg.run.eval_every
+    every = cfg.run.eval_every
     steps = min(cfg.run.steps, 1) if stepper.one_shot else cfg.run.steps
     history, start = [_row(0, state.params, tasks)], 0
     if resume is not None:
         state, history, start = _resume(cfg, resume, state, source)
     saver = _Saver(cfg, checkpoint, getattr(source, "generator", None), start)
     status, message, done = "complete", "", start
-    bar = tqdm(
-        total=steps, initial=start, disable=(not progress) if progress is not None else None, unit="step", leave=False
-    )
+    bar = progress_bar(steps, enabled=progress, desc=cfg.method.name, unit="step", initial=start)
     try:
         for step in range(start + 1, steps + 1):
             new = stepper.step(state, None if source is None else source.batches())
             if not _finite(new.params):
                 status = "diverged"
-                message = (
-                    f"diverged at step {step}: parameters became NaN/inf or exceeded {BLOWUP:g}; lower method.beta "
-                    f"(now {beta}, try {beta / 2:g}), or method.alpha (now {cfg.method.alpha}) if that is not enough"
-                )
+                message = f"diverged at step {step}: parameters became NaN/inf or exceeded {BLOWUP:g}; {_advice(cfg)}"
                 break
             state, done = new, step
             if step % every == 0 or step == steps:

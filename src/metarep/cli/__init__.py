@@ -23,7 +23,7 @@ except ImportError:  # pragma: no cover - older typer on the click package
     from click import exceptions as click_errors
     from click import utils as click_utils
 
-from . import bench, evaluate, reproduce, run, sweep, theory
+from . import bench, demo, evaluate, reproduce, run, sweep, theory
 from .common import discard_created, fail, one_line, user_errors
 from .fewshot import fewshot_app
 
@@ -83,6 +83,7 @@ def _root() -> None:
 
 
 # the order of `metarep --help`
+app.command("demo")(demo.demo)
 app.command("run")(run.run)
 app.command("bench")(bench.bench)
 app.command("evaluate")(evaluate.evaluate)

@@ -70,8 +70,11 @@ def format_report(rep: dict) -> str:
     else:
         lines.append("step sizes (stability of the infinite-task dynamics):")
         for c in checks:
+            relation = "<" if c["ok"] else ">="
             lines.append(
-                f"  {'ok     ' if c['ok'] else 'WARNING'} {c['name']:<6} "
-                f"{c['value']:.3g} < {c['limit']:g}" + ("" if c["ok"] else f": {c['what']}")
+                f"  {'ok     ' if c['ok'] else 'WARNING'} {c['name']:<6} {c['value']:.3g} {relation} {c['limit']:g}"
+                + ("" if c["ok"] else f": {c['what']}; {c['fix']}")
             )
+        if rep.get("step_size_advice"):
+            lines.append(f"  advice: {rep['step_size_advice']}")
     return "\n".join(lines)

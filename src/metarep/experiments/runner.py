@@ -14,57 +14,36 @@ bytes; the client writes them into the store with :func:`write_outputs`, ``summa
 workers need no filesystem shared with the client, and a run folder never looks finished before all
 its files are there. Runs execute on an executor (:mod:`.executors`): a local process pool, or the
 workers of a Dask scheduler.
+
+While it trains, a worker writes the run's checkpoint (every ``run.checkpoint_every`` steps, and when it
+is stopped) to ``KEY.partial/checkpoint.npz`` beside the run's folder, under the run's lock; a run made
+again after an interrupted or killed reproduction continues from there (bit-identical to an
+uninterrupted run), and the folder goes once the run is written. Workers that do not share the store's
+filesystem (Dask on other machines) start such runs from step 0.
 """
 
 from __future__ import annotations
 
 import functools
-import hashlib
-import json
 import os
+import shutil
 import sys
-import tempfile
 import time
-from dataclasses import dataclass
 from pathlib import Path
 
 from filelock import FileLock, Timeout
-from tqdm.auto import tqdm
 
-from ..config import Config, load_config
 from ..files import atomic_write_bytes
 from ..methods import registry
+from ..progress import progress_bar
 from .executors import ExecutorError, make_executor
+from .worker import RunSpec, partial_dir, produce, produce_in
 
 __all__ = ["ExecutorError", "RunSpec", "execute", "is_complete", "produce", "run_all", "write_outputs"]
 
 SUMMARY = "summary.json"  # written last, with the manifest that makes the folder a finished run
 EVALUATION = ("evaluation.json", "evaluation.csv", "evaluation.png")
 LOCK_BATCH = 256  # runs claimed (lock files held open) at a time
-
-
-@dataclass(frozen=True)
-class RunSpec:
-    """One training run (``overrides`` on the defaults, plus ``run.seed``) and its evaluation.
-
-    ``m_test``: sample sizes of the one-step excess-risk evaluation (empty: none);
-    ``eval_tasks``: new tasks of that evaluation.
-    """
-
-    overrides: tuple[str, ...]
-    seed: int
-    m_test: tuple[int, ...] = ()
-    eval_tasks: int = 1000
-
-    def config(self) -> Config:
-        return load_config(None, [*self.overrides, f"run.seed={self.seed}"])
-
-    def key(self) -> str:
-        cfg = self.config()
-        blob = json.dumps(
-            {"config": cfg.identity(), "m_test": self.m_test, "eval_tasks": self.eval_tasks}, sort_keys=True
-        )
-        return f"{cfg.method.name}-{cfg.model.kind}-s{self.seed}-{hashlib.sha256(blob.encode()).hexdigest()[:10]}"
 
 
 def run_state(run_dir: Path, spec: RunSpec) -> tuple[str, str]:
@@ -101,37 +80,6 @@ def is_complete(run_dir: Path, spec: RunSpec) -> bool:
     return run_state(Path(run_dir), spec)[0] == "complete"
 
 
-def produce(spec: RunSpec, threads: int = 0, plugins: tuple[str, ...] = ()) -> dict:
-    """Train and (if ``spec.m_test``) evaluate one run in a private temporary folder; return its outputs.
-
-    A pure function of its arguments, for a worker on any machine: ``threads`` sets torch's intra-op
-    threads (0: leave them), ``plugins`` are modules to import first (methods registered outside
-    metarep in the client). Returns ``{"status", "message", "files": {filename: bytes}}``, the files
-    being those :func:`~metarep.outputs.save_run` and :func:`~metarep.evaluate.save_evaluation`
-    write (``params.npz``, ``history.csv``, ``config.json``, ``summary.json``, ``dynamics.png``, and
-    ``evaluation.json/csv/png``).
-    """
-    import torch
-
-    from ..evaluate import evaluate_run, save_evaluation
-    from ..outputs import load_run, save_run, seal_evaluation
-    from ..train import train
-
-    registry.load_plugins(plugins)
-    if threads:
-        torch.set_num_threads(threads)
-    with tempfile.TemporaryDirectory(prefix="metarep-run-") as tmp:
-        out = Path(tmp)
-        result = train(spec.config(), progress=False)
-        save_run(result, out)
-        if result.status == "complete" and spec.m_test:
-            ev = evaluate_run(load_run(out), m_test=spec.m_test, n_tasks=spec.eval_tasks, progress=False)
-            save_evaluation(ev, out)
-            seal_evaluation(out)  # the summary's manifest now covers the evaluation files too
-        files = {p.name: p.read_bytes() for p in sorted(out.iterdir()) if p.is_file() and not p.name.startswith(".")}
-    return {"status": result.status, "message": result.message, "files": files}
-
-
 def write_outputs(run_dir: str | Path, files: dict[str, bytes]) -> None:
     """Write a run's ``files`` (from :func:`produce`) into ``run_dir``, each atomically, ``summary.json`` last.
 
@@ -155,9 +103,13 @@ def write_outputs(run_dir: str | Path, files: dict[str, bytes]) -> None:
 
 
 def execute(spec: RunSpec, run_dir: str | Path, threads: int = 0, plugins: tuple[str, ...] = ()) -> str:
-    """Make one run (:func:`produce`) and write it into ``run_dir`` (:func:`write_outputs`); returns its status."""
-    res = produce(spec, threads, plugins)
-    write_outputs(run_dir, res["files"])
+    """Make one run (:func:`produce`, resuming its checkpoint if any) and write it into ``run_dir``
+    (:func:`write_outputs`); returns its status."""
+    partial = partial_dir(Path(run_dir))
+    res = produce(spec, threads, plugins, str(partial))
+    if res["files"]:
+        write_outputs(run_dir, res["files"])
+        shutil.rmtree(partial, ignore_errors=True)
     return res["status"]
 
 
@@ -202,15 +154,9 @@ def run_all(
     store.mkdir(parents=True, exist_ok=True)
     # one torch thread per local job (cores shared out); on Dask one per run: a worker process per core
     threads = 1 if scheduler else max(1, (os.cpu_count() or 1) // jobs)
-    fn = functools.partial(produce, threads=threads, plugins=registry.plugin_modules())
+    fn = functools.partial(produce_in, str(store.resolve()), threads=threads, plugins=registry.plugin_modules())
     executor = make_executor(jobs, scheduler)
-    bar = tqdm(
-        total=len(unique),
-        initial=counts["skipped"],
-        unit="run",
-        desc="runs",
-        disable=(not progress) if progress is not None else None,
-    )
+    bar = progress_bar(len(unique), enabled=progress, desc="runs", unit="run", initial=counts["skipped"], leave=True)
     bar.set_postfix(_tally(counts), refresh=False)
     finished = False
     try:
@@ -262,6 +208,8 @@ def _claim(pending: dict[str, RunSpec], store: Path, others: set, counts: dict, 
             continue
         state, why = run_state(store / key, pending[key])
         if state == "complete" or (state == "unfinished" and key in others):
+            if state == "complete":  # a checkpoint left by a writer stopped between its last two steps
+                shutil.rmtree(partial_dir(store / key), ignore_errors=True)
             lock.release()
             del pending[key]
             _count_elsewhere(counts, key, why)
@@ -270,8 +218,20 @@ def _claim(pending: dict[str, RunSpec], store: Path, others: set, counts: dict, 
             continue
         if state == "damaged":
             print(f"note: making {store / key} again: {why}", file=sys.stderr, flush=True)
+        if (step := _checkpoint_step(partial_dir(store / key))) is not None:
+            print(f"note: {store / key} continues from its checkpoint at step {step}", file=sys.stderr, flush=True)
         locks[key] = lock
     return locks, busy
+
+
+def _checkpoint_step(partial: Path) -> int | None:
+    """The step of the checkpoint in ``partial`` (None: none, or unreadable — the run starts again)."""
+    from ..checkpoint import CHECKPOINT, load
+
+    try:
+        return load(partial / CHECKPOINT).step if (partial / CHECKPOINT).is_file() else None
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
 
 
 def _count_elsewhere(counts: dict, key: str, why: str) -> None:
@@ -295,7 +255,9 @@ def _record(counts: dict, key: str, store: Path, res) -> None:
         message = f"{type(res).__name__}: {res}"
     else:
         try:
-            write_outputs(store / key, res["files"])
+            if res["files"]:  # (none from a worker stopped mid-run: its checkpoint stays for next time)
+                write_outputs(store / key, res["files"])
+                shutil.rmtree(partial_dir(store / key), ignore_errors=True)
         except (OSError, ValueError, KeyError, TypeError) as e:
             res = {"status": "failed", "message": f"cannot write the run's outputs: {type(e).__name__}: {e}"}
         message = "" if res["status"] == "complete" else f"{res['status']}: {res['message']}"
