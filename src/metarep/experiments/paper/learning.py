@@ -8,7 +8,21 @@ import numpy as np
 
 from ...config import Config, DataConfig
 from ...methods import registry
-from ..framework import Curve, Experiment, Results, Scale, Series, band, curve, final, final_vec, fmt, md_table, tidy
+from ..framework import (
+    Curve,
+    Experiment,
+    Results,
+    Scale,
+    Series,
+    band,
+    curve,
+    final,
+    final_vec,
+    fmt,
+    fmt_pm,
+    md_table,
+    tidy,
+)
 from .setting import HUGE_M_IN, finite, infinite, method_of, method_overrides, predicted_eigs, predicted_rate
 
 # --------------------------------------------------------------------------------------------
@@ -72,7 +86,7 @@ def learning_prose(data: LearningData) -> str:
     table = [
         [
             ser.label,
-            ", ".join(f"{m:.4g} ± {sd:.2g}" for m, sd in zip(ser.mean, ser.std)),
+            ", ".join(fmt_pm(m, sd, 4, 2) for m, sd in zip(ser.mean, ser.std)),
             ", ".join(f"{p:.4g}" for p in ser.predicted),
             f"{ser.rel_error:.2e}",
         ]
@@ -197,7 +211,7 @@ def unlearning_prose(data: UnlearningData) -> str:
             ser.label,
             fmt(ser.final_norm),
             fmt(ser.final_rel),
-            f"{ser.rate:.4g} ± {ser.rate_std:.2g}",
+            fmt_pm(ser.rate, ser.rate_std, 4, 2),
             fmt(ser.predicted) if ser.predicted else "–",
             f"{ser.rate / ser.predicted - 1:+.1%}" if ser.predicted else "–",
         ]

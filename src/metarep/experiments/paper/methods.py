@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from ...config import Config
-from ..framework import Curve, Experiment, Results, band, curve, final, final_vec, fmt, md_table, risk, tidy
+from ..framework import Curve, Experiment, Results, band, curve, final, final_vec, fmt, fmt_pm, md_table, risk, tidy
 from .setting import method_of, method_series
 
 # --------------------------------------------------------------------------------------------
@@ -192,7 +192,7 @@ def draw_adaptation(fig, data: AdaptationData) -> None:
 
 
 def adaptation_prose(data: AdaptationData) -> str:
-    table = [[a.name] + [f"{m:.3g} ± {s:.1g}" for m, s in zip(a.risk.mean, a.risk.std)] for a in data.methods]
+    table = [[a.name] + [fmt_pm(m, s) for m, s in zip(a.risk.mean, a.risk.std)] for a in data.methods]
     table += [[f"*{a.name}*"] + [fmt(m) for m in a.risk.mean] for a in data.references]
     md = md_table(["estimator"] + [f"m={m}" for m in data.m_test], table)
     return md + (

@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from ...config import Config
-from ..framework import Curve, Experiment, Results, Scale, Series, band, curve, fmt, md_table, risk, tidy
+from ..framework import Curve, Experiment, Results, Scale, Series, band, curve, fmt, fmt_pm, md_table, risk, tidy
 from .setting import method_of
 
 KINDS = ("linear", "relu2", "relu3")
@@ -84,7 +84,7 @@ def draw_relu(fig, data: ReluData) -> None:
 def relu_prose(data: ReluData) -> str:
     table = [
         [r.label, f"{r.span.mean[0]:.3f} → {r.span.mean[-1]:.3f}"]
-        + [f"{m:.3g} ± {s:.1g}" for m, s in zip(r.risk.mean, r.risk.std)]
+        + [fmt_pm(m, s) for m, s in zip(r.risk.mean, r.risk.std)]
         for r in data.models
     ]
     table += [[f"*{est}*", "–"] + [fmt(x) for x in ref.mean] for est, ref in data.references.items()]
