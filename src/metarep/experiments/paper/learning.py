@@ -8,6 +8,7 @@ import numpy as np
 
 from ...config import Config, DataConfig
 from ...methods import registry
+from ...plots import log_ticks
 from ..framework import (
     Curve,
     Experiment,
@@ -77,7 +78,7 @@ def draw_learning(fig, data: LearningData) -> None:
             ax.axhline(p, color=f"C{j}", ls="--", lw=1)
         ax.set_xscale("symlog", linthresh=max(ser.curves[-1].x[1], 1))
         ax.set_xlim(left=0)
-        ax.set_title(f"{ser.label} (dashed: predicted limit γ_j/α)")
+        ax.set_title(f"{ser.label} (dashed: predicted limit $\\gamma_j/\\alpha$)")
         ax.set_xlabel("step")
         ax.set_ylabel(r"eigenvalues of $B_*^\top BB^\top B_*$")
 
@@ -201,6 +202,7 @@ def draw_unlearning(fig, data: UnlearningData) -> None:
     ax2.set_xscale("log"), ax2.set_yscale("log")
     ax2.set_title(r"relative: $\|B_\perp^\top B\|_2^2 / \|B_*^\top B\|_2^2$ (scale-free, incl. multitask)")
     for ax in (ax1, ax2):
+        log_ticks(ax)
         ax.set_xlabel("step")
         ax.legend(fontsize=7)
 
