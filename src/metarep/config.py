@@ -87,7 +87,7 @@ class RunConfig:
     dtype: str = "float32"
     device: str = "cpu"
     checkpoint_every: int = 1000  # steps between checkpoints of `metarep run`; 0: none (not part of the identity)
-    threads: int = 0  # torch intra-op threads; 0: torch's default, one per core (not part of the identity)
+    threads: int = 1  # torch intra-op threads (0: torch's default, one per core); not part of the identity
 
 
 @dataclass(frozen=True)
