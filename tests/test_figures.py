@@ -8,7 +8,6 @@ import pytest
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 
 from metarep import plots
-from metarep.experiments import framework
 from metarep.experiments.framework import Curve
 from metarep.experiments.paper import methods as paper_methods
 
@@ -28,7 +27,7 @@ def labelled_ticks(ax, axis="y"):
 def test_a_closed_form_is_not_drawn_across_an_infinite_expectation():
     fig = plots.figure()
     ax = fig.subplots()
-    line = framework.closed_form_line(ax, [5, 10, 20, 50], [4.9, 5.0, math.nan, 4.1], "scratch", color="0.5")
+    line = plots.closed_form_line(ax, [5, 10, 20, 50], [4.9, 5.0, math.nan, 4.1], "scratch", color="0.5")
     y = np.asarray(line.get_ydata(), dtype=float)
     assert np.isnan(y[2]) and np.isfinite(y[[0, 1, 3]]).all()  # nan: matplotlib breaks the line there
     assert line.get_marker() == "o"  # a point between two gaps still shows
@@ -52,7 +51,7 @@ def test_log_axes_have_enough_labelled_ticks(lo, hi, least):
 def test_coinciding_curves_are_found_within_five_percent():
     a = np.array([1.0, 0.5, 0.2])
     curves = [(a,), (a * 1.03,), (a * 1.2,), (a * 0.97,), (np.array([1.0, math.nan, 0.2]),)]
-    assert framework.coinciding(curves) == [None, 0, None, 0, None]
+    assert plots.coinciding(curves) == [None, 0, None, 0, None]
 
 
 def _method_row(label, mean):

@@ -12,6 +12,7 @@ import math
 from pathlib import Path
 
 import matplotlib
+import numpy as np
 from matplotlib.figure import Figure
 
 from .files import atomic_write_bytes
@@ -35,8 +36,6 @@ def floor_zeros(ax, x, y, **kw) -> bool:
     """Plot ``y`` against ``x`` on a log y-axis with values below :data:`NUMERICAL_ZERO` (numerical zeros,
     e.g. 1e-29) drawn at that floor as hollow down-triangles; return whether any was. Say so in the axis
     label (:func:`floor_note`)."""
-    import numpy as np
-
     y = np.asarray(y, dtype=float)
     low = y < NUMERICAL_ZERO
     line = ax.plot(x, np.maximum(y, NUMERICAL_ZERO), **kw)[0]
@@ -49,6 +48,39 @@ def floor_zeros(ax, x, y, **kw) -> bool:
 def floor_note() -> str:
     """The axis label's note for :func:`floor_zeros`."""
     return f"▽: below {NUMERICAL_ZERO:g} (numerical zero), drawn at {NUMERICAL_ZERO:g}"
+
+
+def closed_form_line(ax, x, y, label: str, **kw):
+    """A closed form against ``m`` (the scratch or oracle risk): not drawn across the ``m`` where it is infinite
+    (``nan``, e.g. least squares with ``m`` within one of the dimension, MATH.md §5.6), small markers so that a
+    point between two gaps shows, and the label says where it is infinite."""
+    y = np.asarray(y, dtype=float)
+    gaps = [str(m) for m, v in zip(x, y) if not np.isfinite(v)]
+    note = f" (infinite at m = {', '.join(gaps)})" if gaps else ""
+    return ax.plot(x, y, marker="o", ms=3, label=label + note, **kw)[0]
+
+
+def coinciding(curves: list[tuple[np.ndarray, ...]], rtol: float = 0.05) -> list[int | None]:
+    """For every curve (a tuple of arrays), the index of an earlier one it coincides with, or None: every
+    value within ``rtol`` (relative; 5% is about two pixels on a log axis of a decade per inch), nan where
+    the other is nan."""
+    out: list[int | None] = []
+    for i, c in enumerate(curves):
+        out.append(
+            next(
+                (
+                    j
+                    for j in range(i)
+                    if out[j] is None
+                    and all(
+                        len(a) == len(b) and np.allclose(a, b, rtol=rtol, atol=0, equal_nan=True)
+                        for a, b in zip(c, curves[j], strict=True)
+                    )
+                ),
+                None,
+            )
+        )
+    return out
 
 
 def _plain(value: float, _pos: object = None) -> str:

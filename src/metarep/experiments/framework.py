@@ -347,39 +347,6 @@ def band(ax, x, mean, std, **kw):
     return line
 
 
-def closed_form_line(ax, x, y, label: str, **kw):
-    """A closed form against ``m`` (the scratch or oracle risk): not drawn across the ``m`` where it is infinite
-    (``nan``, e.g. least squares with ``m`` within one of the dimension, MATH.md §5.6), small markers so that a
-    point between two gaps shows, and the label says where it is infinite."""
-    y = np.asarray(y, dtype=float)
-    gaps = [str(m) for m, v in zip(x, y) if not np.isfinite(v)]
-    note = f" (infinite at m = {', '.join(gaps)})" if gaps else ""
-    return ax.plot(x, y, marker="o", ms=3, label=label + note, **kw)[0]
-
-
-def coinciding(curves: list[tuple[np.ndarray, ...]], rtol: float = 0.05) -> list[int | None]:
-    """For every curve (a tuple of arrays), the index of an earlier one it coincides with, or None: every
-    value within ``rtol`` (relative; 5% is about two pixels on a log axis of a decade per inch), nan where
-    the other is nan."""
-    out: list[int | None] = []
-    for i, c in enumerate(curves):
-        out.append(
-            next(
-                (
-                    j
-                    for j in range(i)
-                    if out[j] is None
-                    and all(
-                        len(a) == len(b) and np.allclose(a, b, rtol=rtol, atol=0, equal_nan=True)
-                        for a, b in zip(c, curves[j], strict=True)
-                    )
-                ),
-                None,
-            )
-        )
-    return out
-
-
 def fmt(x: float, digits: int = 4) -> str:
     """``x`` to ``digits`` significant digits; ``–`` for None, nan and inf."""
     if x is None or (isinstance(x, float) and not math.isfinite(x)):

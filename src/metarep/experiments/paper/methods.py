@@ -8,14 +8,12 @@ import numpy as np
 from matplotlib.ticker import NullLocator
 
 from ...config import Config
-from ...plots import log_ticks
+from ...plots import closed_form_line, coinciding, log_ticks
 from ..framework import (
     Curve,
     Experiment,
     Results,
     band,
-    closed_form_line,
-    coinciding,
     curve,
     final,
     final_vec,

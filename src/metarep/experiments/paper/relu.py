@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from matplotlib.ticker import NullLocator
 
 from ...config import Config
-from ...plots import log_ticks
+from ...plots import closed_form_line, log_ticks
 from ..framework import (
     Curve,
     Experiment,
@@ -15,7 +15,6 @@ from ..framework import (
     Scale,
     Series,
     band,
-    closed_form_line,
     curve,
     fmt,
     fmt_pm,
