@@ -41,5 +41,7 @@ test-fast: $(STAMP)
 bench: $(STAMP)
 	$(VENV)/bin/metarep bench
 
+# caches only: results (runs/, reproduction/, sweep folders) are never deleted by make; remove them by hand
 clean:
-	rm -rf runs .pytest_cache
+	rm -rf .pytest_cache .ruff_cache
+	find src tests benchmarks examples -name __pycache__ -type d -prune -exec rm -rf {} +

@@ -216,3 +216,47 @@ def test_demo_runs_both_regimes_and_says_what_a_finite_pool_changes(tmp_path):
         capture_output=True,
     )
     assert bad.returncode == 2 and bad.stderr.decode().count("\n") == 1 and not (tmp_path / "x").exists()
+
+
+def test_version_and_help():
+    from metarep import __version__
+    from metarep.cli.reproduce import EXPERIMENT_NAMES
+    from metarep.experiments import EXPERIMENTS
+
+    res = invoke("--version")
+    assert res.exit_code == 0 and res.output.strip() == f"metarep {__version__}"
+    assert tuple(EXPERIMENTS) == EXPERIMENT_NAMES  # the help's list is the experiments' list
+    res = invoke("reproduce", "--help")
+    assert res.exit_code == 0 and all(name in res.output for name in EXPERIMENTS)
+    res = invoke("--help")
+    assert res.exit_code == 0 and all(c in res.output for c in ("run", "evaluate", "plot", "reproduce", "--version"))
+
+
+@pytest.mark.parametrize("args", [["--help"], ["reproduce", "--help"], ["run", "--help"], ["--version"]])
+def test_help_and_version_do_not_import_torch(args):
+    code = (
+        "import sys\nfrom metarep.cli import app\n"
+        f"try:\n    app({args!r})\nexcept SystemExit:\n    pass\n"
+        "print('torch' in sys.modules, file=sys.stderr)"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert proc.stderr.strip().splitlines()[-1] == "False", proc.stderr
+
+
+def test_plot_redraws_a_runs_figures_and_evaluate_fits_100_columns(tmp_path):
+    from metarep.outputs import verify_run
+
+    run_dir = tmp_path / "r"
+    assert invoke("run", *SMALL, "--set", "run.steps=10", "--out", str(run_dir)).exit_code == 0
+    res = invoke("evaluate", str(run_dir), "--tasks", "20", "--m-test", "2,5,11,12,13,30,100", "--no-progress")
+    assert res.exit_code == 0, res.output
+    table = res.stdout.splitlines()[:-1]  # the last line names the files written
+    assert max(len(line) for line in table) <= 100 and len(table) > 10
+    assert res.output.count("m=13") == 1 and "nan" not in res.output  # every column once; no number is "nan"
+    res = invoke("plot", str(run_dir), "--out", str(tmp_path / "figs"))
+    assert res.exit_code == 0, res.output
+    for name in ("dynamics.png", "evaluation.png"):  # the same data, the same titles: the same figures
+        assert (tmp_path / "figs" / name).read_bytes() == (run_dir / name).read_bytes()
+    assert invoke("plot", str(run_dir)).exit_code == 0 and verify_run(run_dir)
+    res = invoke("plot", str(tmp_path / "figs"))
+    assert res.exit_code == 2 and res.output.startswith("error: ") and len(res.output.strip().splitlines()) == 1

@@ -153,3 +153,18 @@ def test_no_top_level_module_shadows_the_standard_library():
     assert "cli" in top and "fewshot" in top
     clashes = sorted(top & set(sys.stdlib_module_names))
     assert not clashes, f"modules of metarep named like standard-library modules: {clashes}"
+
+
+def test_make_clean_keeps_results():
+    """`make clean` removes caches only: never the folders results go to by default."""
+    makefile = SRC.parents[1] / "Makefile"
+    lines = makefile.read_text().splitlines()
+    start = lines.index("clean:")
+    recipe = []
+    for line in lines[start + 1 :]:
+        if not line.startswith("\t"):
+            break
+        recipe.append(line)
+    assert recipe and any("rm -rf" in line for line in recipe)  # the check can fail: it reads the recipe
+    words = {w.strip("/") for line in recipe for w in line.split()}
+    assert not words & {"runs", "reproduction", "sweeps", "."}, recipe

@@ -116,3 +116,31 @@ def test_a_registered_method_joins_the_method_experiments():
 def test_reproduce_bad_input(tmp_path, args, key):
     res = CliRunner().invoke(app, ["reproduce", *args, "--out", str(tmp_path / "o")])
     assert res.exit_code == 2 and res.output.startswith("error: ") and key in res.output
+
+
+def test_the_report_keeps_the_sections_of_every_experiment_in_the_folder(tmp_path):
+    for name in ("alpha", "learning"):  # e.g. `reproduce learning` then `reproduce alpha` into one folder
+        (tmp_path / f"{name}.md").write_text(f"## section of {name}\n")
+    (tmp_path / "notes.md").write_text("## not an experiment\n")
+    report = framework.write_report(PAPER, tmp_path).read_text()
+    assert report.startswith(f"# {PAPER.title}\n")
+    # in the study's order, whatever the order they were made in; nothing else
+    assert report.index("## section of learning") < report.index("## section of alpha")
+    assert "[`learning`](learning.md), [`alpha`](alpha.md)" in report and "not an experiment" not in report
+
+
+def test_missing_numbers_read_as_a_dash():
+    assert framework.fmt_pm(float("nan"), float("nan")) == "–" == framework.fmt_pm(None, 0.1)
+    assert framework.fmt_pm(1.23456, float("nan")) == "1.23"
+    assert framework.fmt_pm(1.23456, 0.0123) == "1.23 ± 0.01"
+    assert framework.fmt_pm(1.23456, 0.0123, 4, 2) == "1.235 ± 0.012"
+
+
+@pytest.mark.slow
+def test_a_partial_reproduction_does_not_replace_the_report(tmp_path):
+    reproduce(["learning"], seeds=1, out=tmp_path, scale=TINY, progress=False)
+    reproduce(["width"], seeds=1, out=tmp_path, scale=TINY, progress=False)
+    report = (tmp_path / "REPORT.md").read_text()
+    assert "![learning](learning.png)" in report and "![width](width.png)" in report
+    assert "`metarep reproduce learning --seeds 1`" in report and "`metarep reproduce width --seeds 1`" in report
+    assert "nan" not in report

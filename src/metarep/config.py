@@ -16,6 +16,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from .runtime import MAX_THREADS, check_device
+
 IMPLS = ("closed_form", "autodiff")
 OPTIMIZERS = ("lbfgs", "gd")
 TASK_COVS = ("identity", "linear")
@@ -70,6 +72,10 @@ class DataConfig:
     task_batch: int | None = None  # tasks per step from the pool; None -> full batch
     fresh: bool = False  # draw `tasks` new tasks every step instead of a fixed pool
 
+    def __post_init__(self) -> None:
+        if isinstance(self.tasks, float) and self.tasks == math.inf:  # DataConfig(tasks=math.inf) in Python
+            object.__setattr__(self, "tasks", INF)
+
 
 @dataclass(frozen=True)
 class RunConfig:
@@ -81,6 +87,7 @@ class RunConfig:
     dtype: str = "float32"
     device: str = "cpu"
     checkpoint_every: int = 1000  # steps between checkpoints of `metarep run`; 0: none (not part of the identity)
+    threads: int = 1  # torch intra-op threads (0: torch's default, one per core); not part of the identity
 
 
 @dataclass(frozen=True)
@@ -130,7 +137,7 @@ class Config:
         return hashlib.sha256(blob).hexdigest()[:10]
 
 
-NOT_IDENTITY = (("run", "checkpoint_every"),)  # how a run is carried out, not what it computes
+NOT_IDENTITY = (("run", "checkpoint_every"), ("run", "threads"))  # how a run is carried out, not what it computes
 
 
 def identity_of(config: dict[str, Any]) -> dict[str, Any]:
@@ -252,27 +259,14 @@ def _check_run(cfg: Config) -> None:
     _int("run.seed", r.seed, lo=0)
     _int("run.eval_every", r.eval_every)
     _int("run.checkpoint_every", r.checkpoint_every, lo=0)
+    _int("run.threads", r.threads, lo=0)
+    if r.threads > MAX_THREADS:
+        raise ConfigError(f"run.threads: must be an integer <= {MAX_THREADS} (0: torch's default), got {r.threads}")
     _choice("run.dtype", r.dtype, DTYPES)
-    _check_device(r.device)
-
-
-def _check_device(device: Any) -> None:
-    """``cpu``, or ``cuda``/``cuda:N`` for a device this torch build has (torch imported only for CUDA)."""
-    allowed = "'cpu' or 'cuda[:N]'"
-    if device == "cpu":
-        return
-    if not isinstance(device, str) or not (device == "cuda" or device.startswith("cuda:")):
-        raise ConfigError(f"run.device: must be {allowed}, got {device!r}")
-    index = device.partition(":")[2]
-    if device != "cuda" and not (index.isascii() and index.isdigit()):
-        raise ConfigError(f"run.device: must be {allowed} with N a device number, got {device!r}")
-    import torch  # lazily: the config layer stays importable without torch
-
-    if not torch.cuda.is_available():
-        raise ConfigError(f"run.device: {device!r} needs CUDA, which this torch build lacks or cannot use; use 'cpu'")
-    count = torch.cuda.device_count()
-    if index and int(index) >= count:
-        raise ConfigError(f"run.device: {device!r}: this machine has {count} CUDA device(s) (cuda:0..cuda:{count - 1})")
+    try:
+        check_device(r.device)
+    except ValueError as e:
+        raise ConfigError(str(e)) from None
 
 
 def regime(cfg: Config) -> str:

@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from pathlib import Path
 
 import numpy as np
 import torch
@@ -42,7 +41,7 @@ from .estimators import (
     model_excess_risk,
     orthonormal_span,
 )
-from .files import write_csv, write_result
+from .eval_outputs import LABELS, format_table, label, rows, save_evaluation, to_json
 from .progress import progress_bar
 from .stats import mean_se
 from .tasks import LinearRepTasks
@@ -305,94 +304,3 @@ def evaluate_run(
         **res,
         "warnings": notes,
     }
-
-
-LABELS = {
-    "learned": "{method} ({steps} head step{s})",
-    "limit": "FO-ANIL limit (theory)",
-    "oracle": "oracle (LS on B*)",
-    "scratch": "scratch (LS in R^d)",
-    "ls_span_B": "LS on span(B) (r={rank_B})",
-    "ls_top_k": "LS on top-{top_k} of B",
-}
-
-
-def label(result: dict, name: str) -> str:
-    """Human-readable name of estimator ``name`` in ``result``."""
-    if name == "ls_span_B" and result["rank_B"] == result.get("d"):
-        return f"LS on span(B) (r={result['rank_B']} = d: scratch)"
-    method = result.get("method", "learned")
-    if result.get("model", "linear") != "linear":
-        method = f"{method}, {result['model']}"
-    return LABELS[name].format(
-        method=method,
-        steps=result["steps"],
-        s="" if result["steps"] == 1 else "s",
-        rank_B=result["rank_B"],
-        top_k=result["top_k"],
-    )
-
-
-def _json_num(x: float) -> float | None:
-    return float(x) if math.isfinite(x) else None
-
-
-def to_json(result: dict) -> dict:
-    """``result`` with ``nan``/``inf`` replaced by ``None`` (strict JSON)."""
-    est = {
-        name: {key: [_json_num(v) for v in vals] for key, vals in e.items()} for name, e in result["estimators"].items()
-    }
-    return {**result, "estimators": est}
-
-
-def rows(result: dict) -> list[dict[str, object]]:
-    """Tidy rows ``m, estimator, closed_form, mc_mean, mc_se, n_tasks`` (empty closed form where none)."""
-    out = []
-    for name, e in result["estimators"].items():
-        for i, m in enumerate(result["m_test"]):
-            cf = e["closed_form"][i]
-            out.append(
-                {
-                    "m": m,
-                    "estimator": name,
-                    "closed_form": "" if not math.isfinite(cf) else cf,
-                    "mc_mean": e["mc_mean"][i],
-                    "mc_se": e["mc_se"][i],
-                    "n_tasks": result["n_tasks"],
-                }
-            )
-    return out
-
-
-def save_evaluation(result: dict, out_dir: str | Path, title: str = "") -> dict[str, Path]:
-    """Write ``evaluation.json``, ``evaluation.csv`` and ``evaluation.png`` into ``out_dir`` (atomic)."""
-    from .plots import plot_risk
-
-    out = Path(out_dir)
-    paths = {"json": out / "evaluation.json", "csv": out / "evaluation.csv", "png": out / "evaluation.png"}
-    write_result(paths["json"], to_json(result))
-    write_csv(paths["csv"], rows(result))
-    plot_risk(result, {name: label(result, name) for name in result["estimators"]}, title, paths["png"])
-    return paths
-
-
-def format_table(result: dict) -> str:
-    """Plain-text table: one row per estimator, one column per ``m``; ``MC ± SE [closed form]``."""
-    ms = result["m_test"]
-    names = list(result["estimators"])
-    labels = {n: label(result, n) for n in names}
-    cells = {}
-    for n in names:
-        e = result["estimators"][n]
-        row = []
-        for i in range(len(ms)):
-            cf = e["closed_form"][i]
-            closed = f" [{cf:.4g}]" if math.isfinite(cf) else " [-]"
-            row.append(f"{e['mc_mean'][i]:.4g} ± {e['mc_se'][i]:.2g}" + closed)
-        cells[n] = row
-    lw = max(len(v) for v in labels.values()) + 2
-    cw = [max(len(f"m={m}"), *(len(cells[n][i]) for n in names)) + 2 for i, m in enumerate(ms)]
-    lines = ["".ljust(lw) + "".join(f"m={m}".rjust(w) for m, w in zip(ms, cw))]
-    for n in names:
-        lines.append(labels[n].ljust(lw) + "".join(c.rjust(w) for c, w in zip(cells[n], cw)))
-    return "\n".join(lines)

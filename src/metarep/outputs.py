@@ -1,6 +1,6 @@
 """A run's outputs: ``config.json``, ``params.npz``, ``history.csv``, ``dynamics.png``,
-``summary.json``; :func:`verify_run` to check a folder holds a finished run, and :func:`load_run`
-to read one back.
+``summary.json``; :func:`verify_run` to check a folder holds a finished run, :func:`load_run`
+to read one back and :func:`plot_run` to draw its figures again.
 
 A run folder is finished exactly when its ``summary.json`` says so: written last, it holds a
 ``manifest`` with the sha256 of every other file of the run (and of its own content without the
@@ -11,11 +11,12 @@ folder written before manifests existed all fail :func:`verify_run`.
 
 from __future__ import annotations
 
+import csv
 import hashlib
 import io
 import json
 from pathlib import Path
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import numpy as np
 import torch
@@ -25,7 +26,6 @@ from .files import atomic_write_bytes, write_csv, write_json, write_result
 from .models import LinearParams, Relu3Params
 from .plots import plot_dynamics
 from .tasks import LinearRepTasks
-from .train import DTYPES, RunResult
 
 SUMMARY = "summary.json"  # the finished-run marker, written last
 MANIFEST = "manifest"  # its key: {file name: sha256 hex}, summary.json's entry digests the rest of the summary
@@ -114,10 +114,12 @@ class LoadedRun(NamedTuple):
     params: LinearParams  # final (B, w) (and C for relu3), in the run's dtype, on the CPU
     tasks: LinearRepTasks  # the run's ground truth (B*, Σ*, σ²)
     summary: dict
+    history: list[dict[str, float]]  # the rows of history.csv: step and metrics every run.eval_every steps
 
 
-def save_params(path: str | Path, result: RunResult) -> None:
-    """Final parameters and ground truth as ``.npz`` (read back without unpickling)."""
+def save_params(path: str | Path, result: Any) -> None:
+    """Final parameters and ground truth of a :class:`~metarep.train.RunResult` as ``.npz`` (read back
+    without unpickling)."""
     buf = io.BytesIO()
     B, head = (p.detach().cpu() for p in result.params[:2])
     arrays = {
@@ -135,7 +137,7 @@ def save_params(path: str | Path, result: RunResult) -> None:
 
 
 def load_run(run_dir: str | Path) -> LoadedRun:
-    """Read the config, final parameters, ground truth and summary of a finished run.
+    """Read the config, final parameters, ground truth, summary and history of a finished run.
 
     Raises :class:`NotFinishedRun` when ``run_dir`` does not hold a finished run (:func:`verify_run`).
     """
@@ -144,33 +146,72 @@ def load_run(run_dir: str | Path) -> LoadedRun:
     cfg = from_dict(json.loads((d / "config.json").read_text())["config"])
     with np.load(d / "params.npz", allow_pickle=False) as z:
         arr = {k: torch.from_numpy(z[k].copy()) for k in z.files}
-    dtype = DTYPES[cfg.run.dtype]
+    dtype = getattr(torch, cfg.run.dtype)  # run.dtype names a torch dtype (float32, float64)
     params = LinearParams(arr["B"].to(dtype), arr["w"].to(dtype))
     if cfg.model.kind == "relu3":
         params = Relu3Params(params.B, params.w, arr["C"].to(dtype))
     tasks = LinearRepTasks(arr["B_star"], arr["sigma_diag"], cfg.task.sigma2, dtype)
-    return LoadedRun(cfg, params, tasks, summary)
+    return LoadedRun(cfg, params, tasks, summary, read_history(d))
 
 
-def save_run(result: RunResult, out_dir: str | Path) -> Path:
-    """Write every output of ``result`` into ``out_dir`` (which must exist), each file atomically.
+def read_history(run_dir: str | Path) -> list[dict[str, float]]:
+    """The rows of a run folder's ``history.csv``, every value a float."""
+    with (Path(run_dir) / "history.csv").open(newline="") as f:
+        return [{k: float(v) for k, v in row.items()} for row in csv.DictReader(f)]
+
+
+def save_run(result: Any, out_dir: str | Path) -> Path:
+    """Write every output of a :class:`~metarep.train.RunResult` into ``out_dir`` (created if missing),
+    each file atomically; return the folder.
 
     An earlier ``summary.json`` goes first; the new one is written last, with the manifest of the
     other files (:func:`seal`), so a folder that passes :func:`verify_run` is a finished run; its
     ``status`` says whether the run completed, diverged or was interrupted.
     """
     out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
     (out / SUMMARY).unlink(missing_ok=True)
     cfg = result.config
     write_result(out / "config.json", {"config": cfg.to_dict(), "digest": cfg.digest(), "seeds": result.seeds})
     save_params(out / "params.npz", result)
     write_csv(out / "history.csv", result.history)
-    title = (
-        f"{cfg.method.name}, {result.summary['regime']} tasks"
-        f"{'' if cfg.infinite else f' (N={cfg.data.tasks})'}, d={cfg.task.d}, k={cfg.task.k}, "
-        f"width={cfg.width}, α={cfg.method.alpha}, β={cfg.method.beta}, m_in={cfg.data.m_in}"
-        + ("" if result.status == "complete" else f"  [{result.status.upper()}]")
-    )
-    plot_dynamics(result.history, result.summary, title, out / "dynamics.png")
+    plot_dynamics(result.history, result.summary, dynamics_title(cfg, result.summary), out / "dynamics.png")
     seal(out, {**result.summary, "message": result.message})
     return out
+
+
+def dynamics_title(cfg: Config, summary: dict) -> str:
+    """The title of a run's ``dynamics.png``: method, regime, sizes, step sizes and a status other than complete."""
+    status = summary.get("status", "complete")
+    return (
+        f"{cfg.method.name}, {summary['regime']} tasks"
+        f"{'' if cfg.infinite else f' (N={cfg.data.tasks})'}, d={cfg.task.d}, k={cfg.task.k}, "
+        f"width={cfg.width}, α={cfg.method.alpha}, β={cfg.method.beta}, m_in={cfg.data.m_in}"
+        + ("" if status == "complete" else f"  [{status.upper()}]")
+    )
+
+
+def plot_run(run_dir: str | Path, out: str | Path | None = None) -> list[Path]:
+    """Draw the figures of the finished run in ``run_dir`` again from its files; return their paths.
+
+    ``dynamics.png`` from ``history.csv`` and ``summary.json``, and ``evaluation.png`` from
+    ``evaluation.json`` when the run was evaluated (``metarep evaluate``). Into ``out`` (created if
+    missing), or by default into ``run_dir`` itself, whose summary is then sealed again so the folder
+    still verifies.
+    Raises :class:`NotFinishedRun` when ``run_dir`` does not hold a finished run.
+    """
+    from .eval_outputs import plot_evaluation
+
+    d = Path(run_dir)
+    summary = verify_run(d)
+    cfg = from_dict(json.loads((d / "config.json").read_text())["config"])
+    dest = d if out is None else Path(out)
+    dest.mkdir(parents=True, exist_ok=True)
+    paths = [dest / "dynamics.png"]
+    plot_dynamics(read_history(d), summary, dynamics_title(cfg, summary), paths[0])
+    if (d / "evaluation.json").is_file():  # written by metarep evaluate (sealed in by reproduce and sweep)
+        paths.append(plot_evaluation(json.loads((d / "evaluation.json").read_text()), cfg, d.name, dest))
+    if dest.resolve() == d.resolve():  # the figures are part of the manifest: seal them again
+        sealed = all(n in summary[MANIFEST] for n in EVALUATION_FILES)
+        seal(d, summary, RUN_FILES + (EVALUATION_FILES if sealed else ()))
+    return paths

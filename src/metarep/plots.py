@@ -8,17 +8,109 @@ no figure is kept in a global registry.
 from __future__ import annotations
 
 import io
+import math
 from pathlib import Path
 
 import matplotlib
+import numpy as np
 from matplotlib.figure import Figure
 
 from .files import atomic_write_bytes
 
 
 def figure(**kwargs) -> Figure:
-    """A new figure (``Figure(**kwargs)``, e.g. ``figsize``); lay it out with ``fig.subplots(...)``."""
+    """A new figure (``Figure(**kwargs)``, e.g. ``figsize``); lay it out with ``fig.subplots(...)``.
+
+    Constrained layout unless ``layout`` says otherwise: titles, labels and a ``suptitle`` get their
+    own space instead of overlapping (e.g. a panel's title and the axis offset text ``1e15`` of a
+    diverged run).
+    """
+    kwargs.setdefault("layout", "constrained")
     return Figure(**kwargs)
+
+
+NUMERICAL_ZERO = 1e-12  # a squared norm of O(1) parameters below this is rounding (float64 or float32)
+
+
+def floor_zeros(ax, x, y, **kw) -> bool:
+    """Plot ``y`` against ``x`` on a log y-axis with values below :data:`NUMERICAL_ZERO` (numerical zeros,
+    e.g. 1e-29) drawn at that floor as hollow down-triangles; return whether any was. Say so in the axis
+    label (:func:`floor_note`)."""
+    y = np.asarray(y, dtype=float)
+    low = y < NUMERICAL_ZERO
+    line = ax.plot(x, np.maximum(y, NUMERICAL_ZERO), **kw)[0]
+    if low.any():
+        xs = np.asarray(x, dtype=float)[low]
+        ax.plot(xs, [NUMERICAL_ZERO] * len(xs), ls="none", marker="v", ms=8, mfc="white", color=line.get_color())
+    return bool(low.any())
+
+
+def floor_note() -> str:
+    """The axis label's note for :func:`floor_zeros`."""
+    return f"▽: below {NUMERICAL_ZERO:g} (numerical zero), drawn at {NUMERICAL_ZERO:g}"
+
+
+def closed_form_line(ax, x, y, label: str, **kw):
+    """A closed form against ``m`` (the scratch or oracle risk): not drawn across the ``m`` where it is infinite
+    (``nan``, e.g. least squares with ``m`` within one of the dimension, MATH.md §5.6), small markers so that a
+    point between two gaps shows, and the label says where it is infinite."""
+    y = np.asarray(y, dtype=float)
+    gaps = [str(m) for m, v in zip(x, y) if not np.isfinite(v)]
+    note = f" (infinite at m = {', '.join(gaps)})" if gaps else ""
+    return ax.plot(x, y, marker="o", ms=3, label=label + note, **kw)[0]
+
+
+def coinciding(curves: list[tuple[np.ndarray, ...]], rtol: float = 0.05) -> list[int | None]:
+    """For every curve (a tuple of arrays), the index of an earlier one it coincides with, or None: every
+    value within ``rtol`` (relative; 5% is about two pixels on a log axis of a decade per inch), nan where
+    the other is nan."""
+    out: list[int | None] = []
+    for i, c in enumerate(curves):
+        out.append(
+            next(
+                (
+                    j
+                    for j in range(i)
+                    if out[j] is None
+                    and all(
+                        len(a) == len(b) and np.allclose(a, b, rtol=rtol, atol=0, equal_nan=True)
+                        for a, b in zip(c, curves[j], strict=True)
+                    )
+                ),
+                None,
+            )
+        )
+    return out
+
+
+def _plain(value: float, _pos: object = None) -> str:
+    """A tick label as a plain number: 0.5, 20, 1e+04."""
+    return f"{value:g}"
+
+
+def log_ticks(ax, axis: str = "y") -> None:
+    """Enough labelled ticks on a log axis, for its current limits: at 1, 2, 3, 5 × 10ⁿ on a short range,
+    fewer per decade on a wider one; labels as plain numbers, minor ticks unlabelled.
+
+    Call it once the data are drawn and the limits set.
+    """
+    from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
+
+    lo, hi = ax.get_ylim() if axis == "y" else ax.get_xlim()
+    decades = math.log10(hi / lo) if 0 < lo < hi else 1.0
+    subs = (
+        (1.0, 2.0, 3.0, 5.0)
+        if decades < 1.2
+        else (1.0, 2.0, 5.0)
+        if decades < 3.5
+        else (1.0, 3.0)
+        if decades < 6
+        else (1.0,)
+    )
+    which = ax.yaxis if axis == "y" else ax.xaxis
+    which.set_major_locator(LogLocator(base=10, subs=subs, numticks=12 if decades < 6 else 7))
+    which.set_major_formatter(FuncFormatter(_plain))
+    which.set_minor_formatter(NullFormatter())
 
 
 def colormap(name: str):
@@ -104,7 +196,7 @@ def plot_risk(result: dict, labels: dict[str, str], title: str, path: str | Path
     in ``result["estimators"]``. Points whose expectation is infinite (least squares with ``m``
     next to its dimension) are left out of the axis range and marked with a triangle at the top.
     """
-    import math
+    from matplotlib.ticker import NullLocator
 
     ms = result["m_test"]
     est = result["estimators"]
@@ -127,9 +219,14 @@ def plot_risk(result: dict, labels: dict[str, str], title: str, path: str | Path
     lo, hi = (min(vals) / 2, max(vals) * 2) if vals else (None, None)
     fig = figure(figsize=(7.5, 5))
     ax = fig.subplots()
-    any_off = False
+    any_off, drawn, hollow = False, [], []
     for i, (name, e) in enumerate(est.items()):
         color, marker, ls = styles.get(name, (f"C{i}", "o", "-"))
+        same = _same_values(e, drawn)  # e.g. LS on span(B) with rank d is scratch: drawn hollow around it
+        drawn.append(e)
+        face = {"mfc": "none", "ms": 10, "mew": 1.5} if same else {"ms": 5}
+        if same:
+            hollow.append(labels.get(name, name))
         ys = [cf if math.isfinite(cf) else math.nan for cf in e["closed_form"]]  # nan breaks the line
         if any(math.isfinite(v) for v in ys):
             ax.plot(ms, ys, color=color, ls=ls, lw=1.2, alpha=0.8)
@@ -143,21 +240,22 @@ def plot_risk(result: dict, labels: dict[str, str], title: str, path: str | Path
                 color=color,
                 marker=marker,
                 ls="none",
-                ms=5,
                 capsize=2,
-                label=labels.get(name, name),
+                label=labels.get(name, name) + (" (same values: hollow)" if same else ""),
+                **face,
             )
         off = [m for m, v in zip(ms, e["mc_mean"]) if hi is not None and v > hi]
         if off:
             any_off = True
-            ax.plot(off, [hi / 1.15] * len(off), color=color, marker="^", ls="none", ms=7, alpha=0.6)
+            ax.plot(off, [hi / 1.15] * len(off), color=color, marker="^", ls="none", alpha=0.6, **face)
     ax.set_xscale("log")
     ax.set_yscale("log")
     if lo is not None:
         ax.set_ylim(lo, hi)
+    log_ticks(ax)
     ax.set_xticks(ms)
     ax.set_xticklabels([str(m) for m in ms])
-    ax.minorticks_off()
+    ax.xaxis.set_minor_locator(NullLocator())
     ax.set_xlabel("m: samples of the new task")
     ax.set_ylabel(r"excess risk $E\|\hat\theta - \theta\|^2$")
     ax.set_title(
@@ -169,3 +267,16 @@ def plot_risk(result: dict, labels: dict[str, str], title: str, path: str | Path
     ax.legend(fontsize=8, loc="best")
     fig.suptitle(title, fontsize=10)
     save_figure(fig, path)
+
+
+def _same_values(e: dict, earlier: list[dict]) -> bool:
+    """Whether estimator ``e`` has the Monte-Carlo means and closed forms of one of ``earlier`` (to a relative
+    1e-6: the same estimator computed two ways, e.g. least squares on span(B) with B of rank d, and scratch)."""
+
+    def close(a: float, b: float) -> bool:
+        return math.isclose(a, b, rel_tol=1e-6) or not (math.isfinite(a) or math.isfinite(b))
+
+    def same(x: dict, y: dict) -> bool:
+        return all(close(a, b) for k in ("mc_mean", "closed_form") for a, b in zip(x[k], y[k], strict=True))
+
+    return any(same(e, o) for o in earlier)

@@ -14,6 +14,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import NamedTuple
 
 import numpy as np
@@ -25,6 +26,7 @@ from .methods import Stepper, TrainState, make_stepper, pool_layout
 from .metrics import SCALAR_METRICS, representation_metrics
 from .models import init_model
 from .progress import progress_bar
+from .runtime import torch_threads
 from .stepsizes import step_size_advice
 from .tasks import FreshTasks, LinearRepTasks, TaskPool
 from .theory import predictions
@@ -162,17 +164,38 @@ def _advice(cfg: Config) -> str:
 def train(
     cfg: Config,
     *,
+    out: str | Path | None = None,
     progress: bool | None = None,
     on_eval: Callable[[dict], None] | None = None,
     checkpoint: Callable[[bytes], None] | None = None,
     resume: Checkpoint | None = None,
 ) -> RunResult:
-    """Run ``cfg`` and return its history and summary. ``progress=None`` shows a bar on a TTY only.
+    """Run ``cfg`` and return its history and summary. ``progress``: None, a bar on a terminal and a line
+    every few seconds otherwise (:func:`metarep.progress.progress_bar`); False, nothing.
 
+    ``out``: a folder (created if missing) to write the run's files into, as ``metarep run`` does
+    (:func:`metarep.outputs.save_run`; read them back with :func:`metarep.outputs.load_run`).
     ``checkpoint``: called with the bytes of a checkpoint (:mod:`metarep.checkpoint`) every
     ``run.checkpoint_every`` steps and when the run is interrupted; ``resume``: a checkpoint (same
     config) to continue from instead of step 0, with a result bit-identical to an uninterrupted run.
+    The run uses ``run.threads`` torch intra-op threads (0: as they are), restored afterwards.
     """
+    with torch_threads(cfg.run.threads):
+        result = _train(cfg, progress, on_eval, checkpoint, resume)
+    if out is not None:
+        from .outputs import save_run
+
+        save_run(result, out)
+    return result
+
+
+def _train(
+    cfg: Config,
+    progress: bool | None,
+    on_eval: Callable[[dict], None] | None,
+    checkpoint: Callable[[bytes], None] | None,
+    resume: Checkpoint | None,
+) -> RunResult:
     t0 = time.perf_counter()
     tasks, state, stepper, source, seeds = build(cfg)
     every = cfg.run.eval_every

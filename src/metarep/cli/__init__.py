@@ -1,7 +1,7 @@
-"""Command-line interface: ``metarep run``, ``evaluate``, ``theory``, ``reproduce``, ``sweep``, ``bench``
-and ``metarep fewshot ...``.
+"""Command-line interface: ``metarep run``, ``evaluate``, ``plot``, ``theory``, ``reproduce``, ``sweep``,
+``bench`` and ``metarep fewshot ...``; ``metarep --version``.
 
-One module per command (:mod:`.run`, :mod:`.bench`, :mod:`.evaluate`, :mod:`.theory`,
+One module per command (:mod:`.run`, :mod:`.bench`, :mod:`.evaluate`, :mod:`.plot`, :mod:`.theory`,
 :mod:`.reproduce`, :mod:`.sweep`, :mod:`.fewshot`), the helpers they share in :mod:`.common`; this module only
 assembles :data:`app`. Commands import the training stack when they run, not here.
 
@@ -23,7 +23,7 @@ except ImportError:  # pragma: no cover - older typer on the click package
     from click import exceptions as click_errors
     from click import utils as click_utils
 
-from . import bench, demo, evaluate, reproduce, run, sweep, theory
+from . import bench, demo, evaluate, plot, reproduce, run, sweep, theory
 from .common import discard_created, fail, one_line, user_errors
 from .fewshot import fewshot_app
 
@@ -77,8 +77,20 @@ app = typer.Typer(
 )
 
 
+def _version(value: bool) -> None:
+    if value:
+        from .._version import __version__
+
+        typer.echo(f"metarep {__version__}")
+        raise typer.Exit(0)
+
+
 @app.callback()
-def _root() -> None:
+def _root(
+    version: bool = typer.Option(
+        False, "--version", callback=_version, is_eager=True, help="Print the version and exit."
+    ),
+) -> None:
     """metarep: meta-learning shared representations (FO-ANIL, ANIL, MAML and baselines)."""
 
 
@@ -87,6 +99,7 @@ app.command("demo")(demo.demo)
 app.command("run")(run.run)
 app.command("bench")(bench.bench)
 app.command("evaluate")(evaluate.evaluate)
+app.command("plot")(plot.plot)
 app.command("theory")(theory.theory)
 app.command("reproduce")(reproduce.reproduce)
 app.command("sweep")(sweep.sweep)

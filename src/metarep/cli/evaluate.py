@@ -36,7 +36,8 @@ def evaluate(
     if seed < 0:
         fail(f"--seed: must be an integer >= 0, got {seed}")
 
-    from ..evaluate import evaluate_run, format_table, save_evaluation, to_json
+    from ..eval_outputs import NONE, evaluation_title, format_table, save_evaluation, to_json
+    from ..evaluate import evaluate_run
     from ..outputs import NotFinishedRun, load_run
 
     try:
@@ -50,12 +51,7 @@ def evaluate(
         status = loaded.summary.get("status")
         typer.echo(f"warning: the run's status is {status!r}; evaluating its last state", err=True)
     res = evaluate_run(loaded, m_test=ms, steps=steps, n_tasks=tasks, alpha=alpha, seed=seed, progress=progress)
-    cfg = loaded.config
-    title = (
-        f"{cfg.method.name} run {run_dir.name}: d={cfg.task.d}, k={cfg.task.k}, width={cfg.width}, "
-        f"σ²={cfg.task.sigma2}, m_in={cfg.data.m_in}; head step α={res['alpha']:g} × {steps}"
-    )
-    paths = save_evaluation(res, out_dir, title)
+    paths = save_evaluation(res, out_dir, evaluation_title(loaded.config, run_dir.name, res["alpha"], steps))
     for w in res["warnings"]:
         typer.echo(f"warning: {w}", err=True)
     if json_out:
@@ -63,8 +59,8 @@ def evaluate(
         return
     plural = "s" if steps > 1 else ""
     typer.echo(
-        f"excess risk E|theta_hat - theta|^2 on {tasks} new tasks per m: Monte-Carlo mean ± standard error "
-        f"[closed form; - where none]  (head step alpha = {res['alpha']:g}, {steps} step{plural})"
+        f"excess risk E|theta_hat - theta|^2 on {tasks} new tasks per m, head step alpha = {res['alpha']:g} "
+        f"({steps} step{plural}):\nMonte-Carlo mean ± standard error [closed form; {NONE} where none]"
     )
     typer.echo(format_table(res))
     typer.echo(f"-> {paths['json']}, {paths['csv'].name}, {paths['png'].name}")

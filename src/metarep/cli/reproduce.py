@@ -9,10 +9,14 @@ import typer
 from .common import PROGRESS, Interrupts, check_scheduler, fail, prepare_out
 
 MAX_SEEDS = 10_000
+# the names of metarep.experiments.EXPERIMENTS, for the help without importing torch (a test keeps them equal)
+EXPERIMENT_NAMES = ("learning", "unlearning", "methods", "adaptation", "width", "alpha", "relu")
 
 
 def reproduce(
-    names: list[str] | None = typer.Argument(None, help="Experiments to run (default: all)."),
+    names: list[str] | None = typer.Argument(
+        None, metavar="NAMES", help=f"Experiments to run, of {', '.join(EXPERIMENT_NAMES)} (default: all)."
+    ),
     quick: bool = typer.Option(False, "--quick", help="A smaller version of every experiment (minutes)."),
     seeds: int = typer.Option(5, "--seeds", help="Seeds per run (>= 1)."),
     jobs: int | None = typer.Option(None, "--jobs", help="Local worker processes (>= 1; default 1)."),

@@ -61,7 +61,7 @@ def reproduce(
         out=out,
         progress=progress,
         scheduler=scheduler,
-        command=f"metarep reproduce{' --quick' if quick else ''} --seeds {seeds}",
+        command=" ".join(["metarep reproduce", *(names or []), *(["--quick"] if quick else []), f"--seeds {seeds}"]),
         tag="quick" if quick else "",
         note=QUICK_NOTE if quick else "",
     )

@@ -14,7 +14,6 @@ histories, summaries and evaluations).
 
 from __future__ import annotations
 
-import csv
 import datetime
 import json
 import math
@@ -128,11 +127,10 @@ def plan(experiments: Sequence[Experiment], scale: Scale, seeds: int) -> dict[st
 def load_record(run_dir: Path) -> Record:
     """The :class:`Record` of a complete run folder, verified before it is read (its evaluation: only
     when the summary's manifest covers it). Raises :class:`~metarep.outputs.NotFinishedRun` if not."""
-    from ..outputs import EVALUATION_FILES, verify_run
+    from ..outputs import EVALUATION_FILES, read_history, verify_run
 
     summary = verify_run(run_dir)
-    with (run_dir / "history.csv").open() as f:
-        history = [{k: float(v) for k, v in row.items()} for row in csv.DictReader(f)]
+    history = read_history(run_dir)
     ev = run_dir / "evaluation.json"
     evaluated = all(name in summary["manifest"] for name in EVALUATION_FILES)
     return Record(
@@ -190,20 +188,33 @@ def reproduce(
                 raise RuntimeError(f"{e}; run the command again to make it again") from None
         return records[key]
 
-    sections = []
+    made = (
+        f"Made {datetime.datetime.now().strftime('%Y-%m-%d %H:%M')} by `{command}` "
+        f"({counts['total']} runs of {len(names)} experiment{'s' if len(names) > 1 else ''}, "
+        f"{counts['skipped']} reused from an earlier call)"
+    )
     for exp in experiments:
         res = {label: [record(spec) for spec in specs] for label, specs in runs[exp.name].items()}
-        sections.append(present(exp, res, out, tag))
-    header = (
-        f"# {study.title}\n\n"
-        f"Generated {datetime.datetime.now().strftime('%Y-%m-%d %H:%M')} by `{command}`: {len(names)} experiments, "
-        f"{counts['total']} runs ({counts['skipped']} reused from an earlier call). "
-        + " ".join(filter(None, [_sentence(study.setting([r.config for r in records.values()]) + note), study.notes]))
-        + "\n"
-    )
+        setting = study.setting([r.config for rs in res.values() for r in rs]) + note
+        section = present(exp, res, out, tag)
+        heading, _, body = section.partition("\n\n")
+        provenance = _sentence(". ".join(filter(None, [made, setting])))
+        atomic_write_bytes(out / f"{exp.name}.md", f"{heading}\n\n*{provenance}*\n\n{body}".encode())
+    report = write_report(study, out)
+    return {"counts": counts, "experiments": names, "report": str(report)}
+
+
+def write_report(study: Study, out: Path) -> Path:
+    """``out/REPORT.md``: the study's title and notes, then the section (``out/NAME.md``) of every experiment of
+    ``study`` that has one in ``out``, in the study's order; the sections of earlier calls that ran other
+    experiments into ``out`` are kept, each saying how and when it was made."""
+    present_names = [n for n in study.experiments if (out / f"{n}.md").is_file()]
+    index = ", ".join(f"[`{n}`]({n}.md)" for n in present_names)
+    header = f"# {study.title}\n\n" + " ".join(filter(None, [study.notes, f"Experiments: {index}."])) + "\n"
+    sections = [(out / f"{n}.md").read_text() for n in present_names]
     report = out / "REPORT.md"
     atomic_write_bytes(report, (header + "\n" + "\n".join(sections)).encode())
-    return {"counts": counts, "experiments": names, "report": str(report)}
+    return report
 
 
 def _sentence(text: str) -> str:
@@ -341,6 +352,14 @@ def fmt(x: float, digits: int = 4) -> str:
     if x is None or (isinstance(x, float) and not math.isfinite(x)):
         return "–"
     return f"{x:.{digits}g}"
+
+
+def fmt_pm(mean: float, sd: float, digits: int = 3, sd_digits: int = 1) -> str:
+    """``mean ± sd`` to the given significant digits; ``–`` when the mean is None, nan or inf (and the
+    mean alone when only the spread is)."""
+    if fmt(mean) == "–":
+        return "–"
+    return fmt(mean, digits) if fmt(sd) == "–" else f"{mean:.{digits}g} ± {sd:.{sd_digits}g}"
 
 
 def md_table(header: list[str], rows: list[list[str]]) -> str:

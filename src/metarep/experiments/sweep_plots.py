@@ -21,7 +21,7 @@ from matplotlib.colors import to_rgb
 from matplotlib.lines import Line2D
 from matplotlib.ticker import NullLocator
 
-from ..plots import colormap, figure, save_figure
+from ..plots import NUMERICAL_ZERO, colormap, figure, floor_note, log_ticks, save_figure
 from .sweep_results import METRICS, display
 from .sweep_spec import Sweep
 
@@ -147,26 +147,32 @@ def draw_metric(sweep: Sweep, summary: list[dict[str, Any]], metric: str, path: 
     order = np.argsort(xs)
     width = 0.6 / max(len(series), 1)
     handles = []
-    has_pred = False
+    has_pred = floored = False
     for i, (label, a) in enumerate(series):
         color = colors[i]
         mean, sd, pred = a["mean"][order], a["sd"][order], a["pred"][order]
+        low = ylog & (mean < NUMERICAL_ZERO)  # numerical zeros (e.g. 1e-29): drawn at a floor, hollow triangles
+        floored, mean = floored or bool(low.any()), np.where(low, NUMERICAL_ZERO, mean)
         lo = np.maximum(mean - sd, mean / 10) if ylog else mean - sd
         if numeric:
             x = xs[order]
             (line,) = ax.plot(x, mean, color=color, marker="o", ms=4, lw=1.6, label=label)
             ax.fill_between(x, lo, mean + np.nan_to_num(sd), color=color, alpha=BAND, lw=0)
             if np.isfinite(pred).any():
-                ax.plot(x, pred, color=_darker(color), ls="--", lw=1.3, zorder=3)
+                ax.plot(
+                    x, pred, color=_darker(color), ls="--", lw=1.3, marker="_", ms=12, zorder=3
+                )  # marker: a lone point shows
         else:
             x = xs[order] + (i - (len(series) - 1) / 2) * width
             yerr = [np.nan_to_num(mean - lo), np.nan_to_num(sd)]
             line = ax.errorbar(x, mean, yerr=yerr, color=color, fmt="o", ms=5, capsize=3)
             if np.isfinite(pred).any():
                 ax.plot(x, pred, color=_darker(color), marker="_", ms=16, mew=2, ls="none", zorder=3)
+        if low.any():
+            ax.plot(x[low], mean[low], ls="none", marker="v", ms=8, mfc="white", color=color, zorder=4)
         has_pred = has_pred or bool(np.isfinite(pred).any())
         handles.append((line, label))
-    _axes(ax, xkey, xvalues, xs, numeric, ylog, metric)
+    _axes(ax, xkey, xvalues, xs, numeric, ylog, metric + (f"\n{floor_note()}" if floored else ""))
     _legends(ax, sweep, handles, numeric, has_pred)
     fig.suptitle(f"{metric}: {describe(metric)}", fontsize=10.5)
     save_figure(fig, path)
@@ -177,6 +183,7 @@ def _axes(ax, xkey: str, xvalues, xs: np.ndarray, numeric: bool, ylog: bool, met
         ax.set_xscale("log")
     if ylog:
         ax.set_yscale("log")
+        log_ticks(ax)
     if not numeric or len(xs) <= 12:
         ax.set_xticks(xs)
         ax.set_xticklabels([_label(v) for v in xvalues])
@@ -195,7 +202,11 @@ def _legends(ax, sweep: Sweep, handles: list, numeric: bool, has_pred: bool) -> 
         Line2D([], [], color="0.3", marker="o", ms=4, lw=1.6 if numeric else 0, label=f"mean over {n} seeds, {spread}")
     ]
     if has_pred:
-        kw = {"ls": "--", "lw": 1.2} if numeric else {"marker": "_", "ms": 16, "mew": 2, "ls": "none"}
+        kw = (
+            {"ls": "--", "lw": 1.2, "marker": "_", "ms": 12}
+            if numeric
+            else {"marker": "_", "ms": 16, "mew": 2, "ls": "none"}
+        )
         style.append(Line2D([], [], color="0.3", label="predicted (infinite-task theory, MATH.md §5)", **kw))
     if len(sweep.keys) > 1:
         first = ax.legend(

@@ -8,7 +8,22 @@ import numpy as np
 
 from ...config import Config, DataConfig
 from ...methods import registry
-from ..framework import Curve, Experiment, Results, Scale, Series, band, curve, final, final_vec, fmt, md_table, tidy
+from ...plots import log_ticks
+from ..framework import (
+    Curve,
+    Experiment,
+    Results,
+    Scale,
+    Series,
+    band,
+    curve,
+    final,
+    final_vec,
+    fmt,
+    fmt_pm,
+    md_table,
+    tidy,
+)
 from .setting import HUGE_M_IN, finite, infinite, method_of, method_overrides, predicted_eigs, predicted_rate
 
 # --------------------------------------------------------------------------------------------
@@ -63,7 +78,7 @@ def draw_learning(fig, data: LearningData) -> None:
             ax.axhline(p, color=f"C{j}", ls="--", lw=1)
         ax.set_xscale("symlog", linthresh=max(ser.curves[-1].x[1], 1))
         ax.set_xlim(left=0)
-        ax.set_title(f"{ser.label} (dashed: predicted limit γ_j/α)")
+        ax.set_title(f"{ser.label} (dashed: predicted limit $\\gamma_j/\\alpha$)")
         ax.set_xlabel("step")
         ax.set_ylabel(r"eigenvalues of $B_*^\top BB^\top B_*$")
 
@@ -72,7 +87,7 @@ def learning_prose(data: LearningData) -> str:
     table = [
         [
             ser.label,
-            ", ".join(f"{m:.4g} ± {sd:.2g}" for m, sd in zip(ser.mean, ser.std)),
+            ", ".join(fmt_pm(m, sd, 4, 2) for m, sd in zip(ser.mean, ser.std)),
             ", ".join(f"{p:.4g}" for p in ser.predicted),
             f"{ser.rel_error:.2e}",
         ]
@@ -187,6 +202,7 @@ def draw_unlearning(fig, data: UnlearningData) -> None:
     ax2.set_xscale("log"), ax2.set_yscale("log")
     ax2.set_title(r"relative: $\|B_\perp^\top B\|_2^2 / \|B_*^\top B\|_2^2$ (scale-free, incl. multitask)")
     for ax in (ax1, ax2):
+        log_ticks(ax)
         ax.set_xlabel("step")
         ax.legend(fontsize=7)
 
@@ -197,7 +213,7 @@ def unlearning_prose(data: UnlearningData) -> str:
             ser.label,
             fmt(ser.final_norm),
             fmt(ser.final_rel),
-            f"{ser.rate:.4g} ± {ser.rate_std:.2g}",
+            fmt_pm(ser.rate, ser.rate_std, 4, 2),
             fmt(ser.predicted) if ser.predicted else "–",
             f"{ser.rate / ser.predicted - 1:+.1%}" if ser.predicted else "–",
         ]

@@ -5,9 +5,24 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 import numpy as np
+from matplotlib.ticker import NullLocator
 
 from ...config import Config
-from ..framework import Curve, Experiment, Results, band, curve, final, final_vec, fmt, md_table, risk, tidy
+from ...plots import closed_form_line, coinciding, log_ticks
+from ..framework import (
+    Curve,
+    Experiment,
+    Results,
+    band,
+    curve,
+    final,
+    final_vec,
+    fmt,
+    fmt_pm,
+    md_table,
+    risk,
+    tidy,
+)
 from .setting import method_of, method_series
 
 # --------------------------------------------------------------------------------------------
@@ -59,21 +74,42 @@ def methods_data(res: Results) -> MethodsData:
     return data
 
 
+# how curves that coincide with an earlier one are drawn on top of it, so that each shows: line style and marker
+OVERLAY = (("--", "s"), ("-.", "^"), (":", "v"), ((0, (1, 3)), "D"))
+COINCIDE_NOTE = "curves that coincide: dashed,\nwith markers, on the first"
+
+
+def overlay_style(k: int, n: int) -> dict:
+    """The ``k``-th overlaid curve of ``n`` points: its own dashes and marker, markers staggered along it."""
+    ls, marker = OVERLAY[k % len(OVERLAY)]
+    every = max(n // 4, 1)
+    return {"ls": ls, "marker": marker, "ms": 4, "markevery": ((k % 4) * every // 4, every)}
+
+
 def draw_methods(fig, data: MethodsData) -> None:
     ax1, ax2 = fig.subplots(1, 2)
+    same = coinciding([tuple(row.curves[key].mean for key in CURVES) for row in data.methods])
+    overlays = 0
     for i, row in enumerate(data.methods):
+        label, style = row.label, {}
+        if same[i] is not None:
+            style = overlay_style(overlays, len(row.curves[CURVES[0]].x))
+            label = f"{row.label} (on {data.methods[same[i]].label})"
+            overlays += 1
         for ax, key in zip((ax1, ax2), CURVES):
             c = row.curves[key]
             if len(c.x) > 2:
-                band(ax, c.x, c.mean, c.std, color=f"C{i}", label=row.label, lw=1.5)
+                band(ax, c.x, c.mean, c.std, color=f"C{i}", label=label, lw=1.5, **style)
             else:  # one-shot estimators: their final value as a horizontal line
-                ax.axhline(c.mean[-1], color=f"C{i}", ls=":", label=row.label)
+                ax.axhline(c.mean[-1], color=f"C{i}", ls=":", label=label)
     ax1.set_title("subspace_sin (largest principal angle to B*)")
     ax2.set_title(r"$\|B_\perp^\top B\|_2^2 / \|B_*^\top B\|_2^2$")
     for ax in (ax1, ax2):
         ax.set_yscale("log")
+        log_ticks(ax)
         ax.set_xlabel("step")
-        ax.legend(fontsize=7)
+    title = "method" + (f"\n({COINCIDE_NOTE})" if overlays else "")
+    ax2.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.02, 1), title=title, title_fontsize=7)
 
 
 def _and(words: list[str]) -> str:
@@ -165,34 +201,42 @@ def adaptation_data(res: Results) -> AdaptationData:
 
 def draw_adaptation(fig, data: AdaptationData) -> None:
     ax = fig.subplots(1, 1)
+    same = coinciding([(a.risk.mean,) for a in data.methods])
+    overlays = 0
     for i, a in enumerate(data.methods):
-        ls = "-" if a.own else ":"
-        ax.errorbar(
-            a.risk.x,
-            a.risk.mean,
-            yerr=a.risk.std,
-            color=f"C{i}",
-            marker="o",
-            ms=4,
-            lw=1.3,
-            ls=ls,
-            capsize=2,
-            label=a.name,
-        )
+        label, style = a.name, {"ls": "-" if a.own else ":", "marker": "o", "ms": 4}
+        if same[i] is not None:
+            style = overlay_style(overlays, len(a.risk.x)) | {"markevery": None, "ms": 4 + 2 * (overlays + 1)}
+            style["mfc"] = "none"
+            label = f"{a.name} (on {data.methods[same[i]].name})"
+            overlays += 1
+        ax.errorbar(a.risk.x, a.risk.mean, yerr=a.risk.std, color=f"C{i}", lw=1.3, capsize=2, label=label, **style)
     for a, (c, ls) in zip(data.references, REFERENCE_STYLES):
-        ok = np.isfinite(a.risk.mean)
-        ax.plot(np.array(a.risk.x)[ok], a.risk.mean[ok], color=c, ls=ls, lw=1.8, label=a.name)
+        closed_form_line(ax, a.risk.x, a.risk.mean, a.name, color=c, ls=ls, lw=1.8)
     ax.set_xscale("log"), ax.set_yscale("log")
+    log_ticks(ax)
     ax.set_xticks(data.m_test, [str(m) for m in data.m_test])
-    ax.minorticks_off()
+    ax.xaxis.set_minor_locator(NullLocator())
     ax.set_xlabel("m (samples of the new task)")
     ax.set_ylabel(r"excess risk $E\|\hat\theta-\theta\|^2$")
     ax.set_title("one head step from the learned initialisation, on new tasks")
-    ax.legend(fontsize=7, ncol=2)
+    title = "estimator" + ("\n(curves that coincide: hollow,\nlarger markers, on the first)" if overlays else "")
+    handles, labels = ax.get_legend_handles_labels()
+    first = len(data.references)  # the closed-form lines come first: list the methods first
+    order = list(range(first, len(handles))) + list(range(first))
+    ax.legend(
+        [handles[i] for i in order],
+        [labels[i] for i in order],
+        fontsize=7,
+        loc="upper left",
+        bbox_to_anchor=(1.02, 1),
+        title=title,
+        title_fontsize=7,
+    )
 
 
 def adaptation_prose(data: AdaptationData) -> str:
-    table = [[a.name] + [f"{m:.3g} ± {s:.1g}" for m, s in zip(a.risk.mean, a.risk.std)] for a in data.methods]
+    table = [[a.name] + [fmt_pm(m, s) for m, s in zip(a.risk.mean, a.risk.std)] for a in data.methods]
     table += [[f"*{a.name}*"] + [fmt(m) for m in a.risk.mean] for a in data.references]
     md = md_table(["estimator"] + [f"m={m}" for m in data.m_test], table)
     return md + (

@@ -4,10 +4,24 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-import numpy as np
+from matplotlib.ticker import NullLocator
 
 from ...config import Config
-from ..framework import Curve, Experiment, Results, Scale, Series, band, curve, fmt, md_table, risk, tidy
+from ...plots import closed_form_line, log_ticks
+from ..framework import (
+    Curve,
+    Experiment,
+    Results,
+    Scale,
+    Series,
+    band,
+    curve,
+    fmt,
+    fmt_pm,
+    md_table,
+    risk,
+    tidy,
+)
 from .setting import method_of
 
 KINDS = ("linear", "relu2", "relu3")
@@ -67,16 +81,16 @@ def draw_relu(fig, data: ReluData) -> None:
         )
     for est, c in REFERENCES:
         ref = data.references[est]
-        ok = np.isfinite(ref.mean)
-        ax2.plot(np.array(ref.x)[ok], ref.mean[ok], color=c, ls="--", label=est)
+        closed_form_line(ax2, ref.x, ref.mean, f"{est}, closed form", color=c, ls="--")
     ax1.set_title(r"first-layer energy in span(B*): $\|B_*^\top B\|_F^2/\|B\|_F^2$")
     ax1.set_xlabel("step")
     ax1.axhline(data.config.task.k / data.config.task.d, color="k", ls=":", lw=1, label="random (k/d)")
     ax1.legend(fontsize=7)
     ax2.set_xscale("log"), ax2.set_yscale("log")
+    log_ticks(ax2)
     ax2.set_xticks(data.m_test, [str(m) for m in data.m_test])
-    ax2.minorticks_off()
-    ax2.set_xlabel("m")
+    ax2.xaxis.set_minor_locator(NullLocator())
+    ax2.set_xlabel("m (samples of the new task)")
     ax2.set_title("one head step on new tasks: excess risk (Monte-Carlo)")
     ax2.legend(fontsize=7)
 
@@ -84,7 +98,7 @@ def draw_relu(fig, data: ReluData) -> None:
 def relu_prose(data: ReluData) -> str:
     table = [
         [r.label, f"{r.span.mean[0]:.3f} → {r.span.mean[-1]:.3f}"]
-        + [f"{m:.3g} ± {s:.1g}" for m, s in zip(r.risk.mean, r.risk.std)]
+        + [fmt_pm(m, s) for m, s in zip(r.risk.mean, r.risk.std)]
         for r in data.models
     ]
     table += [[f"*{est}*", "–"] + [fmt(x) for x in ref.mean] for est, ref in data.references.items()]

@@ -5,8 +5,10 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 import numpy as np
+from matplotlib.ticker import NullLocator
 
 from ...config import Config, MethodConfig
+from ...plots import floor_note, floor_zeros, log_ticks
 from ..framework import Experiment, Results, Scale, Series, final, final_vec, fmt, m_index, md_table, risk, tidy
 from .setting import infinite, limit_risk, predicted_eigs
 
@@ -55,17 +57,21 @@ def width_data(res: Results) -> WidthData:
 
 def draw_width(fig, data: WidthData) -> None:
     axes = fig.subplots(1, 3)
-    axes[0].loglog(data.widths, data.perp_norm2, "o-")
+    axes[0].set_yscale("log")
+    if floor_zeros(axes[0], data.widths, data.perp_norm2, marker="o"):
+        axes[0].set_ylabel(floor_note(), fontsize=8)
+    log_ticks(axes[0])
     axes[0].set_title(r"final $\|B_\perp^\top B\|_2^2$")
-    axes[1].semilogx(data.widths, data.effective_rank, "o-")
+    axes[1].plot(data.widths, data.effective_rank, "o-")
     axes[1].axhline(data.k, color="k", ls=":", lw=1, label="k")
     axes[1].set_title("effective rank of B")
     axes[1].legend()
-    axes[2].semilogx(data.widths, data.risk, "o-", label="measured (closed form at final B)")
-    axes[2].semilogx(data.widths, data.risk_pred, "k--", label="predicted at the limit")
+    axes[2].plot(data.widths, data.risk, "o-", label="measured (closed form at final B)")
+    axes[2].plot(data.widths, data.risk_pred, "k--", label="predicted at the limit")
     axes[2].set_title("one-step excess risk at m = m_in")
     axes[2].legend(fontsize=7)
     for ax in axes:
+        ax.set_xscale("log")
         ax.set_xlabel("width k'")
         ax.set_xticks(data.widths, [str(w) for w in data.widths])
         ax.minorticks_off()
@@ -154,7 +160,6 @@ def draw_alpha(fig, data: AlphaData) -> None:
         ax1.axhline(g, color=f"C{j}", ls="--", lw=1)
     ax1.set_xscale("log")
     ax1.set_title(r"$\alpha\cdot$ eigenvalues of $B_*^\top BB^\top B_*$ (dashed: $\gamma_j$)")
-    ax1.set_xlabel("α")
     rp = data.risk_pred
     ax2.plot(alphas, [r.risk for r in data.runs], "o-", label="measured")
     ax2.axhline(rp, color="k", ls="--", label="predicted")
@@ -162,8 +167,11 @@ def draw_alpha(fig, data: AlphaData) -> None:
     ax2.ticklabel_format(axis="y", useOffset=False)
     ax2.set_xscale("log")
     ax2.set_title("one-step excess risk at m = m_in")
-    ax2.set_xlabel("α")
     ax2.legend()
+    for ax in (ax1, ax2):  # ticks at the step sizes run, written plainly
+        ax.set_xticks(alphas, [f"{a:g}" for a in alphas])
+        ax.xaxis.set_minor_locator(NullLocator())
+        ax.set_xlabel("α")
 
 
 def alpha_prose(data: AlphaData) -> str:
