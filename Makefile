@@ -39,7 +39,7 @@ DOCS_FIGURES := docs/assets/reproduce
 docs-figures: $(STAMP)
 	$(VENV)/bin/metarep reproduce --quick --seeds 2 --out build/docs-figures
 	mkdir -p $(DOCS_FIGURES)
-	cp build/docs-figures/*.png $(DOCS_FIGURES)/
+	install -m 644 build/docs-figures/*.png $(DOCS_FIGURES)/
 
 # unit tests only, no end-to-end runs of whole commands or long convergence checks (about a minute)
 test-fast: $(STAMP)

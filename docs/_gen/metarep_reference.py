@@ -118,7 +118,8 @@ def cli_markdown(app: Any = None) -> str:
         lines += ["```text", f"{path} {usage}", "```", ""]
         sub = [name for name, c in getattr(cmd, "commands", {}).items() if not getattr(c, "hidden", False)]
         if sub:
-            lines += ["**Commands**: " + ", ".join(f"`{path} {name}`" for name in sub), ""]
+            links = (f"[`{path} {name}`](#{path.replace(' ', '-')}-{name})" for name in sub)
+            lines += ["**Commands**: " + ", ".join(links), ""]
         lines += _params_table(cmd, ctx, path, "argument")
         lines += _params_table(cmd, ctx, path, "option")
     return "\n".join(lines).rstrip() + "\n"
