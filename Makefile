@@ -4,7 +4,7 @@ VENV   ?= .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
-.PHONY: install demo lint test test-fast bench clean
+.PHONY: install demo lint test test-fast docs docs-figures bench clean
 
 $(STAMP): pyproject.toml
 	@echo "==> [1/3] virtual environment in $(VENV)"
@@ -13,7 +13,7 @@ $(STAMP): pyproject.toml
 	@echo "==> [2/3] torch 2.13.0 (CPU wheel, about 200 MB; a minute or two on a fresh machine)"
 	$(PY) -m pip install -q --progress-bar off torch==2.13.0
 	@echo "==> [3/3] metarep and its dependencies"
-	$(PY) -m pip install -q --progress-bar off -e ".[dev,dask]"
+	$(PY) -m pip install -q --progress-bar off -e ".[dev,dask,docs]"
 	touch $(STAMP)
 	@echo "==> installed: $(VENV)/bin/metarep"
 
@@ -24,15 +24,27 @@ demo: $(STAMP)
 	$(VENV)/bin/metarep demo --out runs/demo
 
 # the gates of `make test` (and CI): the rule set is pyproject's [tool.ruff]
-LINT_PATHS := src tests benchmarks examples
+LINT_PATHS := src tests benchmarks examples docs/_gen
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check $(LINT_PATHS)
 	$(VENV)/bin/ruff format --check $(LINT_PATHS)
 
-# everything: lint, then the whole suite (a few minutes on 2 cores)
-test: lint
+# everything: lint, the docs, then the whole suite (a few minutes on 2 cores)
+test: lint docs
 	$(PY) -m pytest
+
+# the documentation site into site/ (git-ignored); --strict: any warning fails (mkdocs.yml)
+# (the two variables silence the theme's and a plugin's banners about MkDocs' future)
+docs: $(STAMP)
+	NO_MKDOCS_2_WARNING=1 DISABLE_MKDOCS_2_WARNING=true $(VENV)/bin/mkdocs build --strict --quiet
+
+# the figures of docs/reproducing.md, from the quick version of every experiment (minutes)
+DOCS_FIGURES := docs/assets/reproduce
+docs-figures: $(STAMP)
+	$(VENV)/bin/metarep reproduce --quick --seeds 2 --out build/docs-figures
+	mkdir -p $(DOCS_FIGURES)
+	install -m 644 build/docs-figures/*.png $(DOCS_FIGURES)/
 
 # unit tests only, no end-to-end runs of whole commands or long convergence checks (about a minute)
 test-fast: $(STAMP)
