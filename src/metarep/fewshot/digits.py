@@ -30,27 +30,9 @@ from ..learner import MetaLearner
 from ..methods import registry
 from ..stats import mean_ci
 from ._util import need, spawn_seeds, torch_threads, tune_inner_lr, validate_meta_options
-from .images import ClassImages, EpisodeSampler, rotate_classes
-
-
-def conv_net(
-    ways: int, in_channels: int = 1, image_size: int | tuple[int, int] = 8, channels: int = 32, seed: int | None = None
-) -> tuple[nn.Sequential, nn.Linear]:
-    """Small CNN: blocks of ``conv3×3(channels) → ReLU → maxpool2`` until the side is below 4, then a linear head.
-
-    Two blocks for 8×8 digits (features of size ``channels · 2 · 2``), three for 28×28. No batch
-    normalisation (its running statistics cannot be kept per task; see :func:`metarep.vmap_safety.check_vmappable`).
-    """
-    if seed is not None:
-        torch.manual_seed(seed)
-    h, w = (image_size, image_size) if isinstance(image_size, int) else image_size
-    mods: list[nn.Module] = []
-    c = in_channels
-    while min(h, w) >= 4 or not mods:
-        mods += [nn.Conv2d(c, channels, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2)]
-        c, h, w = channels, h // 2, w // 2
-    mods.append(nn.Flatten())
-    return nn.Sequential(*mods), nn.Linear(channels * h * w, ways)
+from .backbones import BACKBONES, backbone
+from .episodes import EpisodeSampler
+from .images import ClassImages, rotate_classes
 
 
 @dataclass(frozen=True)
@@ -69,6 +51,7 @@ class FewShotConfig:
     eval_steps: tuple[int, ...] = (1, 5, 10)
     test_tasks: int = 600
     channels: int = 32
+    backbone: str = "small"
     rotations: int = 4
     test_classes: tuple[str, ...] = ("5", "6", "7", "8", "9")
     seed: int = 0
@@ -79,6 +62,7 @@ class FewShotConfig:
         need(self.shots >= 1, "--shots", ">= 1", self.shots)
         need(self.queries >= 1, "--queries", ">= 1", self.queries)
         need(self.channels >= 1, "--channels", ">= 1", self.channels)
+        need(self.backbone in BACKBONES, "--backbone", f"one of {', '.join(BACKBONES)}", self.backbone)
         need(self.rotations in (1, 2, 3, 4), "--rotations", "1, 2, 3 or 4", self.rotations)
         need(self.seed >= 0, "--seed", ">= 0", self.seed)
 
@@ -195,7 +179,7 @@ def _run_fewshot(
             )
 
     # the no-meta-learning baseline: a classifier of the meta-train classes, then a new zero head per episode
-    features, _ = conv_net(cfg.ways, channels_in, size, cfg.channels, seed=seeds["init"])
+    features, _ = backbone(cfg.backbone, cfg.ways, channels_in, size, cfg.channels, seed=seeds["init"])
     t0 = time.perf_counter()
     history["pretrain"] = pretrain_classifier(features, train, cfg, gen(seeds["train"]), progress)
     seconds["pretrain"] = time.perf_counter() - t0
@@ -217,7 +201,7 @@ def _run_fewshot(
     score("pretrain", baseline, tune_inner_lr(baseline, val, BASELINE_LR_GRID, cfg.eval_steps))
 
     for method in cfg.methods:
-        features, head = conv_net(cfg.ways, channels_in, size, cfg.channels, seed=seeds["init"])
+        features, head = backbone(cfg.backbone, cfg.ways, channels_in, size, cfg.channels, seed=seeds["init"])
         learner = MetaLearner(
             features,
             head,
