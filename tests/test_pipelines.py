@@ -1,12 +1,16 @@
 """Task pipelines (episodes from any labelled tensors, transforms, fixed test episodes, the conv4
 backbone) and the representation diagnostics against direct numpy / scipy computations."""
 
+import csv
+import dataclasses
+import json
 import math
 
 import numpy as np
 import pytest
 import scipy.linalg
 import torch
+from PIL import Image
 from torch import nn
 
 from metarep import diagnostics as dg
@@ -178,3 +182,87 @@ def test_features_of_and_tracking_match_direct_training():
     assert rows[-1]["effective_rank"] == pytest.approx(dg.effective_rank(dg.features_of(b, X)))
     assert rows[-1]["head_norm"] == pytest.approx(float(b.head.weight.detach().norm()), rel=1e-6)
     assert math.isnan(rows[0]["energy_outside_reference"])
+
+
+# ---------------------------------------------------------------------- the commands and the experiment
+
+
+def _colour_folder(root, classes, per_class=4, size=10):
+    rng = np.random.default_rng(len(str(root)))
+    for c in range(classes):
+        d = root / f"n{c:03d}"
+        d.mkdir(parents=True)
+        for i in range(per_class):
+            arr = rng.integers(0, 40, size=(size, size, 3)).astype(np.uint8)
+            arr[..., c % 3] += np.uint8(150)  # a class-dependent colour
+            Image.fromarray(arr, "RGB").save(d / f"{i}.jpg")
+
+
+@pytest.mark.slow
+def test_cli_diagnostics_and_a_separate_colour_test_folder(tmp_path):
+    from typer.testing import CliRunner
+
+    from metarep.cli import app
+
+    small = ["--iterations", "4", "--test-tasks", "10", "--steps", "1", "--channels", "4", "--meta-batch", "2"]
+    out = tmp_path / "d"
+    res = CliRunner().invoke(
+        app, ["fewshot", "digits", *small, "--methods", "fo_anil", "--diagnostics", "--out", str(out)]
+    )
+    assert res.exit_code == 0, res.output
+    assert "effective rank" in res.output and "diagnostics.png" in res.output
+    rows = list(csv.DictReader((out / "diagnostics.csv").open()))
+    assert {r["method"] for r in rows} == {"pretrain", "fo_anil"}
+    assert sorted({int(r["step"]) for r in rows}) == [0, 1, 2, 3, 4]  # every step: 4 // 25 -> 1
+    assert {r["metric"] for r in rows} == set(dg.METRICS)
+    angles = list(csv.DictReader((out / "angles.csv").open()))
+    assert [(a["a"], a["b"]) for a in angles] == [("pretrain", "fo_anil")] and 0 <= float(angles[0]["mean_sin2"]) <= 1
+    assert (out / "diagnostics.png").stat().st_size > 10_000
+
+    _colour_folder(tmp_path / "train", classes=4)
+    _colour_folder(tmp_path / "test", classes=3)
+    out = tmp_path / "i"
+    args = ["fewshot", "images", str(tmp_path / "train"), "--test-root", str(tmp_path / "test"), "--color"]
+    args += ["--backbone", "conv4", "--size", "8", "--ways", "3", "--queries", "2", *small, "--methods", "anil"]
+    res = CliRunner().invoke(app, [*args, "--out", str(out)])
+    assert res.exit_code == 0, res.output
+    j = json.loads((out / "results.json").read_text())
+    assert j["train_classes"] == ["n000", "n001", "n002", "n003"] and j["test_classes"] == ["n000", "n001", "n002"]
+    assert j["config"]["backbone"] == "conv4"
+    res = CliRunner().invoke(app, [*args, "--backbone", "vgg", "--out", str(out)])
+    assert res.exit_code == 2 and res.output.strip().splitlines()[-1].startswith("error: --backbone")
+
+
+@pytest.mark.slow
+def test_fewshot_experiment_tiny_and_reused(tmp_path, monkeypatch):
+    from metarep.experiments import QUICK, reproduce
+    from metarep.experiments.framework import FewshotScale
+    from metarep.fewshot import representations
+
+    tiny = dataclasses.replace(
+        QUICK,
+        fewshot=FewshotScale(
+            sinusoid_steps=4, digits_steps=2, points=2, test_tasks=20, channels=4, meta_batch=2, inner_steps=1
+        ),
+    )
+    out = tmp_path / "rep"
+    reproduce(["fewshot"], seeds=2, out=out, scale=tiny, progress=False)
+    report = (out / "REPORT.md").read_text()
+    assert "![fewshot](fewshot.png)" in report and "outside span{sin,cos}" in report
+    assert (out / "fewshot.png").stat().st_size > 20_000
+    rows = list(csv.DictReader((out / "fewshot.csv").open()))
+    labels = {r["label"] for r in rows}
+    assert {f"{b}:{m}" for b in ("sinusoid", "digits") for m in representations.METHODS} == labels
+    assert all(r["seeds"] == "2" for r in rows)
+    # the tracked curve of a method is the mean over the two seeds' files
+    files = sorted((out / "fewshot").glob("*.json"))
+    assert len(files) == 2
+    per_seed = [json.loads(f.read_text()) for f in files]
+    want = np.mean([s["sinusoid"]["tracked"]["fo_anil"][-1]["effective_rank"] for s in per_seed])
+    got = next(
+        r for r in rows if r["label"] == "sinusoid:fo_anil" and r["metric"] == "effective_rank" and r["x"] == "4.0"
+    )
+    assert float(got["mean"]) == pytest.approx(want, rel=1e-9)
+    # a second call reuses the measurements
+    monkeypatch.setattr(representations, "measure", lambda *a: pytest.fail("measured again"))
+    reproduce(["fewshot"], seeds=2, out=out, scale=tiny, progress=False)

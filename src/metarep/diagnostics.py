@@ -187,3 +187,93 @@ def angles_table(features: Mapping[str, torch.Tensor], k: int) -> list[dict[str,
                 }
             )
     return rows
+
+
+# ---------------------------------------------------------------------- tables and figures
+
+PANELS = (
+    ("energy_outside_reference", "energy outside the task span\n" + r"$\|(I-QQ^\top)\Phi\|_F^2/\|\Phi\|_F^2$"),
+    ("energy_outside_topk", "energy outside the top-k subspace\n" + r"$\sum_{i>k}\sigma_i^2/\sum_i\sigma_i^2$"),
+    ("effective_rank", "effective rank of the features"),
+    ("head_norm", r"head norm $\|W\|_F$"),
+    ("feature_energy", r"feature energy $\|\Phi\|_F^2/n$"),
+)
+
+
+def tidy_tracked(tracked: Mapping[str, list[dict[str, float]]]) -> list[dict[str, Any]]:
+    """Rows ``method, step, metric, value`` of tracked diagnostics (``{method: rows of fit_tracked}``)."""
+    return [
+        {"method": m, "step": int(r["step"]), "metric": key, "value": r[key]}
+        for m, rows in tracked.items()
+        for r in rows
+        for key in METRICS
+    ]
+
+
+def draw_tracked(axes, curves: Mapping[str, tuple[Any, Mapping[str, Any]]], panels=PANELS, spread=None) -> None:
+    """One panel per ``(metric, title)`` of ``panels`` on ``axes``: a line per method.
+
+    ``curves``: ``{label: (steps, {metric: values})}``; ``spread``: the same with ± bands (optional).
+    Panels whose metric is nan for every method are left with a note.
+    """
+    import numpy as np
+
+    for ax, (key, title) in zip(axes, panels):
+        drawn = False
+        for i, (label, (steps, vals)) in enumerate(curves.items()):
+            y = np.asarray(vals[key], dtype=float)
+            if not np.isfinite(y).any():
+                continue
+            style = {"color": "k", "ls": "--"} if "pretrain" in label or "no meta" in label else {"color": f"C{i}"}
+            ax.plot(steps, y, lw=1.5, label=label, **style)
+            if spread is not None:
+                s = np.asarray(spread[label][1][key], dtype=float)
+                ax.fill_between(steps, y - s, y + s, color=ax.lines[-1].get_color(), alpha=0.2, lw=0)
+            drawn = True
+        ax.set_title(title, fontsize=9)
+        ax.set_xlabel("outer step")
+        if not drawn:
+            ax.text(0.5, 0.5, "not measured here", ha="center", va="center", transform=ax.transAxes, color="gray")
+    next((ax for ax in axes if ax.lines), axes[0]).legend(fontsize=7)
+
+
+def save_tracked(
+    tracked: Mapping[str, list[dict[str, float]]], angles: list[dict], out, title: str, label=lambda m: m
+) -> list:
+    """Write ``diagnostics.csv`` (tidy), ``angles.csv`` and ``diagnostics.png`` into ``out``; returns the paths.
+
+    ``label(method)``: how the figure names a method.
+    """
+    from pathlib import Path
+
+    from .files import write_csv
+    from .plots import figure, save_figure
+
+    out = Path(out)
+    write_csv(out / "diagnostics.csv", tidy_tracked(tracked))
+    paths = [out / "diagnostics.csv"]
+    if angles:
+        write_csv(out / "angles.csv", angles)
+        paths.append(out / "angles.csv")
+    curves = {
+        label(m): ([r["step"] for r in rows], {k: [r[k] for r in rows] for k in METRICS}) for m, rows in tracked.items()
+    }
+    panels = [p for p in PANELS if any(math.isfinite(r[p[0]]) for rows in tracked.values() for r in rows)]
+    fig = figure(figsize=(4 * len(panels), 3.8))
+    draw_tracked(fig.subplots(1, len(panels), squeeze=False)[0], curves, panels)
+    fig.suptitle(title, fontsize=10)
+    save_figure(fig, out / "diagnostics.png")
+    return [*paths, out / "diagnostics.png"]
+
+
+def summary_lines(tracked: Mapping[str, list[dict[str, float]]], k: int, label=lambda m: m) -> list[str]:
+    """A table for a terminal: each method's effective rank, top-``k`` energy and head norm, first -> last."""
+    lines = [
+        f"  features of held-out tasks, first -> last measurement (k = {k}):",
+        f"  {'':18}{'effective rank':>22}{f'energy outside top-{k}':>26}{'head norm':>22}",
+    ]
+    for method, rows in tracked.items():
+        a, b = rows[0], rows[-1]
+        cells = [f"{a[key]:.3g} -> {b[key]:.3g}" for key in ("effective_rank", "energy_outside_topk", "head_norm")]
+        lines.append(f"  {label(method):18}{cells[0]:>22}{cells[1]:>26}{cells[2]:>22}")
+    return lines
