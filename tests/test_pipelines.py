@@ -182,6 +182,12 @@ def test_features_of_and_tracking_match_direct_training():
     assert rows[-1]["effective_rank"] == pytest.approx(dg.effective_rank(dg.features_of(b, X)))
     assert rows[-1]["head_norm"] == pytest.approx(float(b.head.weight.detach().norm()), rel=1e-6)
     assert math.isnan(rows[0]["energy_outside_reference"])
+    # a list of batches is consumed once, in order, as fit would
+    c, d = fresh(), fresh()
+    batches = [next(s) for s in [stream(3)] for _ in range(5)]
+    c.fit(iter(batches), iterations=5, progress=False)
+    dg.fit_tracked(d, batches, 5, 2, dg.Probe(X, k=2))
+    assert all(torch.equal(p, q) for p, q in zip(c.model_.parameters(), d.model_.parameters()))
 
 
 # ---------------------------------------------------------------------- the commands and the experiment

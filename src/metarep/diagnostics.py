@@ -24,7 +24,7 @@ meta-learned features, before adaptation.
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -153,18 +153,21 @@ class Probe:
 
 
 def fit_tracked(
-    learner: Any, batches: Iterator, iterations: int, every: int, probe: Probe, *, progress: bool | None = False
+    learner: Any, batches: Iterable | tuple, iterations: int, every: int, probe: Probe, *, progress: bool | None = False
 ) -> list[dict[str, float]]:
     """``learner.fit`` for ``iterations`` outer steps in chunks of ``every``, measuring ``probe`` before the first
-    step and after each chunk. Same training as one ``fit`` call on the same stream. Returns one row per
+    step and after each chunk. Same training as one ``fit`` call on the same ``batches`` (an iterable of
+    batches, or one batch used at every step). Returns one row per
     measurement: ``step`` and the :data:`METRICS`."""
     if every < 1:
         raise ValueError(f"every: must be >= 1, got {every}")
+    one_batch = isinstance(batches, tuple) and all(isinstance(t, torch.Tensor) for t in batches)
+    stream = batches if one_batch else iter(batches)  # a list continues where the last chunk stopped
     rows = [{"step": 0, **measure(learner, probe.X, probe.k, probe.reference)}]
     done = 0
     while done < iterations:
         n = min(every, iterations - done)
-        learner.fit(batches, iterations=n, progress=progress)
+        learner.fit(stream, iterations=n, progress=progress)
         done += n
         rows.append({"step": done, **measure(learner, probe.X, probe.k, probe.reference)})
     return rows
