@@ -253,6 +253,7 @@ def save_tracked(
     from .plots import figure, save_figure
 
     out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
     write_csv(out / "diagnostics.csv", tidy_tracked(tracked))
     paths = [out / "diagnostics.csv"]
     if angles:
@@ -264,7 +265,7 @@ def save_tracked(
     panels = [p for p in PANELS if any(math.isfinite(r[p[0]]) for rows in tracked.values() for r in rows)]
     fig = figure(figsize=(4 * len(panels), 3.8))
     draw_tracked(fig.subplots(1, len(panels), squeeze=False)[0], curves, panels)
-    fig.suptitle(title, fontsize=10)
+    fig.suptitle(title, fontsize=10, y=1.04)
     save_figure(fig, out / "diagnostics.png")
     return [*paths, out / "diagnostics.png"]
 
