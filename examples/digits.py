@@ -11,7 +11,8 @@ import sys
 import torch
 
 from metarep.fewshot import EpisodeSampler, load_digits
-from metarep.fewshot.digits import conv_net, split_by_class
+from metarep.fewshot.backbones import conv_net
+from metarep.fewshot.digits import split_by_class
 from metarep.learner import MetaLearner
 from metarep.stats import mean_ci
 

@@ -134,6 +134,8 @@ def _fewshot_options(
     test_classes,
     seed,
     quick,
+    backbone="small",
+    diagnostics=False,
 ):
     from ..fewshot.digits import FewShotConfig
 
@@ -155,6 +157,9 @@ def _fewshot_options(
     )
     if test_classes is not None:
         kw["test_classes"] = name_list(test_classes)
+    kw["backbone"] = backbone
+    if diagnostics:  # about 25 measurements over training
+        kw["diagnostics_every"] = max(1, (kw["iterations"] or FewShotConfig.iterations) // 25)
     return _build(FewShotConfig, **kw)
 
 
@@ -176,7 +181,14 @@ def _print_fewshot(result, out_dir: Path, elapsed: float) -> None:
             note = f" (α={r['inner_lr']:g})" if method == "pretrain" and s > 0 else ""
             cells.append(f"{100 * r['accuracy']:.1f} ± {100 * r['ci95']:.1f}%{note}")
         typer.echo("  " + f"{method_label(method):18}" + "".join(f"{c:>26}" for c in cells))
-    typer.echo(f"done in {elapsed:.0f} s -> {out_dir} (results.json, results.csv, accuracy.png)")
+    if result.diagnostics:
+        from ..diagnostics import summary_lines
+
+        typer.echo("\n".join(summary_lines(result.diagnostics, cfg.ways, method_label)))
+    files = "results.json, results.csv, accuracy.png" + (
+        ", diagnostics.csv, angles.csv, diagnostics.png" if result.diagnostics else ""
+    )
+    typer.echo(f"done in {elapsed:.0f} s -> {out_dir} ({files})")
 
 
 WAYS = typer.Option(5, "--ways", help="N, classes per episode.")
@@ -191,6 +203,18 @@ INNER_STEPS = typer.Option(5, "--inner-steps", help="Inner steps in training.")
 OUTER_LR = typer.Option(3e-3, "--outer-lr", help="Adam learning rate of the outer loop (and of the baseline).")
 TEST_TASKS = typer.Option(None, "--test-tasks", help="Test episodes [default: 600].")
 CHANNELS = typer.Option(32, "--channels", help="Channels of each conv layer.")
+BACKBONE = typer.Option(
+    "small",
+    "--backbone",
+    help="small: conv3x3-ReLU-maxpool blocks, no normalisation; conv4: the usual 4 x [conv3x3-BatchNorm-ReLU-maxpool] "
+    "(use --channels 64 for the standard width).",
+)
+DIAGNOSTICS = typer.Option(
+    False,
+    "--diagnostics",
+    help="Track representation diagnostics of held-out episodes over training: diagnostics.csv, angles.csv, "
+    "diagnostics.png.",
+)
 SEED = typer.Option(0, "--seed", help="One seed: class split, initialisation, training and test episodes.")
 
 
@@ -215,6 +239,8 @@ def digits(
         "5,6,7,8,9", "--test-digits", help="Digits held out for meta-test (with their rotations)."
     ),
     seed: int = SEED,
+    backbone: str = BACKBONE,
+    diagnostics: bool = DIAGNOSTICS,
     out: Path | None = typer.Option(None, "--out", help="Output folder [default: runs/fewshot-digits]."),
     quick: bool = QUICK,
     threads: int = THREADS,
@@ -242,6 +268,8 @@ def digits(
         test_digits,
         seed,
         quick,
+        backbone,
+        diagnostics,
     )
     try:
         train, test = split_by_class(load_digits(), cfg.test_classes, cfg.rotations)
@@ -308,14 +336,23 @@ def images(
         1, "--rotations", help="Each 90° rotation of a class is a new class (1 = none, up to 4)."
     ),
     seed: int = SEED,
+    backbone: str = BACKBONE,
+    diagnostics: bool = DIAGNOSTICS,
+    color: bool = typer.Option(False, "--color/--grayscale", help="Keep RGB channels (mini-ImageNet)."),
+    test_root: Path | None = typer.Option(
+        None,
+        "--test-root",
+        help="Meta-test classes from this folder (e.g. Omniglot's images_evaluation, mini-ImageNet's test) "
+        "instead of a random --test-fraction of ROOT's classes.",
+    ),
     out: Path | None = typer.Option(None, "--out", help="Output folder [default: runs/fewshot-images]."),
     quick: bool = QUICK,
     threads: int = THREADS,
     progress: bool | None = PROGRESS,
 ) -> None:
     """The digits experiment on your own images: classes split at random into meta-train and meta-test."""
-    from ..fewshot.digits import random_class_split, run_fewshot, save_fewshot
-    from ..fewshot.images import load_image_folder, rotate_classes
+    from ..fewshot.digits import folder_split, run_fewshot, save_fewshot
+    from ..fewshot.images import load_image_folder
 
     cfg = _fewshot_options(
         ways,
@@ -334,29 +371,29 @@ def images(
         None,
         seed,
         quick,
+        backbone,
+        diagnostics,
     )
     if not 0 < test_fraction < 1:
         fail(f"--test-fraction: must be between 0 and 1 (exclusive), got {test_fraction}")
     if size < 4:
         fail(f"--size: must be >= 4, got {size}")
     try:
-        data = load_image_folder(root, size, invert=invert, min_images=cfg.shots + cfg.queries)
-        if data.num_classes < 4:
-            raise ValueError(
-                f"image folder: {data.num_classes} classes with at least {cfg.shots + cfg.queries} "
-                f"images (--shots + --queries) under {root}; at least 4 are needed"
-            )
-        train_ids, test_ids = random_class_split(data.num_classes, test_fraction, cfg.seed)
-        train = rotate_classes(data.subset(train_ids), cfg.rotations)
-        test = rotate_classes(data.subset(test_ids), cfg.rotations)
+        load = lambda folder: load_image_folder(  # noqa: E731
+            folder, size, invert=invert, min_images=cfg.shots + cfg.queries, color=color
+        )
+        train, test = folder_split(
+            load(root), test_fraction, cfg.seed, cfg.rotations, load(test_root) if test_root else None
+        )
         _check_episodes(cfg, train, test)
     except ValueError as e:
         fail(str(e))
-    cfg = dataclasses.replace(cfg, test_classes=tuple(data.class_names[i] for i in test_ids))
+    cfg = dataclasses.replace(cfg, test_classes=test.class_names[:: cfg.rotations])
     out_dir = _out_dir(out, "fewshot-images")
     t0 = time.perf_counter()
+    where = f"{root}" + (f" / {test_root}" if test_root is not None else "")
     result = run_fewshot(
-        train, test, cfg, progress=progress, dataset=f"image folder {root} ({size}x{size})", threads=threads
+        train, test, cfg, progress=progress, dataset=f"image folder {where} ({size}x{size})", threads=threads
     )
     save_fewshot(result, out_dir, "images")
     _print_fewshot(result, out_dir, time.perf_counter() - t0)

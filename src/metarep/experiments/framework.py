@@ -33,6 +33,22 @@ BAND = 0.2  # alpha of the shaded spread over seeds
 
 
 @dataclass(frozen=True)
+class FewshotScale:
+    """Sizes of the few-shot representation measurements (:mod:`metarep.fewshot.representations`):
+    outer steps on sinusoids and digits, measurements per curve, test tasks, the digits network and
+    loop (conv channels, episodes per step, inner steps), and at most how many seeds are used."""
+
+    sinusoid_steps: int = 3000
+    digits_steps: int = 500
+    points: int = 15
+    test_tasks: int = 600
+    channels: int = 32
+    meta_batch: int = 16
+    inner_steps: int = 5
+    max_seeds: int = 3
+
+
+@dataclass(frozen=True)
 class Scale:
     """Sizes of one reproduction (how many tasks, steps, widths, ... its series use)."""
 
@@ -48,6 +64,7 @@ class Scale:
     relu_tasks: int
     relu_steps: int
     multitask_steps: int
+    fewshot: FewshotScale = FewshotScale()
 
 
 @dataclass(frozen=True)
@@ -80,7 +97,10 @@ class Experiment:
     - ``aggregate(results)``: the numbers, any object with a ``rows`` attribute (tidy rows, see
       :func:`tidy`: the experiment's CSV) and whatever ``draw`` and ``prose`` read;
     - ``draw(fig, aggregate)``: the figure;
-    - ``prose(aggregate)``: the markdown body of the report section (tables and comments).
+    - ``prose(aggregate)``: the markdown body of the report section (tables and comments);
+    - ``compute(scale, seeds, out, progress)``: for an experiment whose measurements are not metarep
+      config runs (``series`` is then empty): makes them (reusing what ``out`` already holds) and returns
+      what ``aggregate`` reads in place of the runs' records.
     """
 
     name: str
@@ -90,6 +110,7 @@ class Experiment:
     aggregate: Callable[[Results], Any]
     draw: Callable[[Any, Any], None]
     prose: Callable[[Any], str]
+    compute: Callable[[Scale, int, Path, bool | None], Any] | None = None
 
 
 @dataclass(frozen=True)
@@ -194,8 +215,11 @@ def reproduce(
         f"{counts['skipped']} reused from an earlier call)"
     )
     for exp in experiments:
-        res = {label: [record(spec) for spec in specs] for label, specs in runs[exp.name].items()}
-        setting = study.setting([r.config for rs in res.values() for r in rs]) + note
+        if exp.compute is not None:  # measurements that are not metarep runs: their section says its setting
+            res, setting = exp.compute(scale, seeds, out, progress), ""
+        else:
+            res = {label: [record(spec) for spec in specs] for label, specs in runs[exp.name].items()}
+            setting = study.setting([r.config for rs in res.values() for r in rs]) + note
         section = present(exp, res, out, tag)
         heading, _, body = section.partition("\n\n")
         provenance = _sentence(". ".join(filter(None, [made, setting])))

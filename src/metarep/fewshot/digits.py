@@ -17,6 +17,7 @@ meta-training.
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -26,31 +27,14 @@ import torch.nn.functional as F
 from torch import nn
 from tqdm.auto import tqdm
 
+from .. import diagnostics as dg
 from ..learner import MetaLearner
 from ..methods import registry
 from ..stats import mean_ci
 from ._util import need, spawn_seeds, torch_threads, tune_inner_lr, validate_meta_options
-from .images import ClassImages, EpisodeSampler, rotate_classes
-
-
-def conv_net(
-    ways: int, in_channels: int = 1, image_size: int | tuple[int, int] = 8, channels: int = 32, seed: int | None = None
-) -> tuple[nn.Sequential, nn.Linear]:
-    """Small CNN: blocks of ``conv3×3(channels) → ReLU → maxpool2`` until the side is below 4, then a linear head.
-
-    Two blocks for 8×8 digits (features of size ``channels · 2 · 2``), three for 28×28. No batch
-    normalisation (its running statistics cannot be kept per task; see :func:`metarep.vmap_safety.check_vmappable`).
-    """
-    if seed is not None:
-        torch.manual_seed(seed)
-    h, w = (image_size, image_size) if isinstance(image_size, int) else image_size
-    mods: list[nn.Module] = []
-    c = in_channels
-    while min(h, w) >= 4 or not mods:
-        mods += [nn.Conv2d(c, channels, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2)]
-        c, h, w = channels, h // 2, w // 2
-    mods.append(nn.Flatten())
-    return nn.Sequential(*mods), nn.Linear(channels * h * w, ways)
+from .backbones import BACKBONES, backbone
+from .episodes import EpisodeSampler
+from .images import ClassImages, rotate_classes
 
 
 @dataclass(frozen=True)
@@ -69,16 +53,20 @@ class FewShotConfig:
     eval_steps: tuple[int, ...] = (1, 5, 10)
     test_tasks: int = 600
     channels: int = 32
+    backbone: str = "small"
     rotations: int = 4
     test_classes: tuple[str, ...] = ("5", "6", "7", "8", "9")
     seed: int = 0
+    diagnostics_every: int = 0  # 0: no representation diagnostics
 
     def validate(self) -> None:
         validate_meta_options(self)
+        need(self.diagnostics_every >= 0, "--diagnostics", "a number of steps >= 0", self.diagnostics_every)
         need(self.ways >= 2, "--ways", ">= 2", self.ways)
         need(self.shots >= 1, "--shots", ">= 1", self.shots)
         need(self.queries >= 1, "--queries", ">= 1", self.queries)
         need(self.channels >= 1, "--channels", ">= 1", self.channels)
+        need(self.backbone in BACKBONES, "--backbone", f"one of {', '.join(BACKBONES)}", self.backbone)
         need(self.rotations in (1, 2, 3, 4), "--rotations", "1, 2, 3 or 4", self.rotations)
         need(self.seed >= 0, "--seed", ">= 0", self.seed)
 
@@ -93,6 +81,8 @@ class FewShotResult:
     train_seconds: dict[str, float] = field(default_factory=dict)
     seeds: dict[str, int] = field(default_factory=dict)
     dataset: str = ""
+    diagnostics: dict[str, list[dict]] = field(default_factory=dict)  # method -> rows (metarep.diagnostics)
+    angles: list[dict] = field(default_factory=list)  # principal angles between the methods' final features
 
 
 BASELINE_LR_GRID = (1e-4, 3e-4, 1e-3, 3e-3, 0.01, 0.03, 0.1, 0.3, 1.0, 3.0)
@@ -127,20 +117,41 @@ def random_class_split(num_classes: int, test_fraction: float, seed: int) -> tup
     return sorted(perm[n_test:].tolist()), sorted(perm[:n_test].tolist())
 
 
+def folder_split(
+    data: ClassImages, test_fraction: float, seed: int, rotations: int, test: ClassImages | None = None
+) -> tuple[ClassImages, ClassImages]:
+    """Meta-train and meta-test classes of an image folder, each in ``rotations`` rotations: ``test``'s classes
+    when given (a separate folder), else a random ``test_fraction`` of ``data``'s (:func:`random_class_split`)."""
+    if test is None:
+        if data.num_classes < 4:
+            raise ValueError(f"image folder: {data.num_classes} classes with enough images; at least 4 are needed")
+        train_ids, test_ids = random_class_split(data.num_classes, test_fraction, seed)
+        data, test = data.subset(train_ids), data.subset(test_ids)
+    return rotate_classes(data, rotations), rotate_classes(test, rotations)
+
+
 def pretrain_classifier(
-    features: nn.Module, data: ClassImages, cfg: FewShotConfig, generator: torch.Generator, progress: bool | None = None
+    features: nn.Module,
+    data: ClassImages,
+    cfg: FewShotConfig,
+    generator: torch.Generator,
+    progress: bool | None = None,
+    on_step: Callable[[int], None] | None = None,
 ) -> list[float]:
     """The baseline: ``features`` + a linear head trained as a classifier of all of ``data``'s classes.
 
     Same number of steps as the meta-learners, ``meta_batch · ways · (shots + queries)`` images a step.
+    ``on_step(step)`` is called after every step (and with 0 before the first).
     """
     with torch.no_grad():
-        width = features(data.images[:1]).shape[-1]
+        width = features(data.images[:2]).shape[-1]  # two: batch statistics need more than one sample
     head = nn.Linear(width, data.num_classes)
     opt = torch.optim.Adam(list(features.parameters()) + list(head.parameters()), lr=cfg.outer_lr)
     batch = min(cfg.meta_batch * cfg.ways * (cfg.shots + cfg.queries), len(data.labels))
     losses = []
-    for _ in tqdm(
+    if on_step is not None:
+        on_step(0)
+    for step in tqdm(
         range(cfg.iterations), disable=None if progress is None else not progress, desc="pretrain", leave=False
     ):
         idx = torch.randint(len(data.labels), (batch,), generator=generator)
@@ -149,6 +160,8 @@ def pretrain_classifier(
         loss.backward()
         opt.step()
         losses.append(float(loss.detach()))
+        if on_step is not None:
+            on_step(step + 1)
     return losses
 
 
@@ -195,12 +208,24 @@ def _run_fewshot(
             )
 
     # the no-meta-learning baseline: a classifier of the meta-train classes, then a new zero head per episode
-    features, _ = conv_net(cfg.ways, channels_in, size, cfg.channels, seed=seeds["init"])
+    features, _ = backbone(cfg.backbone, cfg.ways, channels_in, size, cfg.channels, seed=seeds["init"])
     t0 = time.perf_counter()
-    history["pretrain"] = pretrain_classifier(features, train, cfg, gen(seeds["train"]), progress)
+    probe = _probe(test, cfg, seeds)
+    final_features = {}
+
+    def track(step: int) -> None:
+        if probe is not None and (step % cfg.diagnostics_every == 0 or step == cfg.iterations):
+            # the baseline adapts a zero head at test time: no meta-learned head to measure (head_norm nan)
+            row = {"step": step, **dg.measure(features, probe.X, probe.k)}
+            diagnostics.setdefault("pretrain", []).append(row)
+
+    diagnostics: dict[str, list[dict]] = {}
+    history["pretrain"] = pretrain_classifier(features, train, cfg, gen(seeds["train"]), progress, track)
+    if probe is not None:
+        final_features["pretrain"] = dg.features_of(features, probe.X)
     seconds["pretrain"] = time.perf_counter() - t0
     with torch.no_grad():
-        width = features(train.images[:1]).shape[-1]
+        width = features(train.images[:2]).shape[-1]
     head = nn.Linear(width, cfg.ways)
     nn.init.zeros_(head.weight), nn.init.zeros_(head.bias)
     baseline = MetaLearner(
@@ -217,7 +242,7 @@ def _run_fewshot(
     score("pretrain", baseline, tune_inner_lr(baseline, val, BASELINE_LR_GRID, cfg.eval_steps))
 
     for method in cfg.methods:
-        features, head = conv_net(cfg.ways, channels_in, size, cfg.channels, seed=seeds["init"])
+        features, head = backbone(cfg.backbone, cfg.ways, channels_in, size, cfg.channels, seed=seeds["init"])
         learner = MetaLearner(
             features,
             head,
@@ -229,11 +254,34 @@ def _run_fewshot(
         )
         source = EpisodeSampler(train, cfg.ways, cfg.shots, cfg.queries, gen(seeds["train"])).batches(cfg.meta_batch)
         t0 = time.perf_counter()
-        learner.fit(source, iterations=cfg.iterations, progress=progress)
+        if probe is None:
+            learner.fit(source, iterations=cfg.iterations, progress=progress)
+        else:
+            diagnostics[method] = dg.fit_tracked(
+                learner, source, cfg.iterations, cfg.diagnostics_every, probe, progress=progress
+            )
+            final_features[method] = dg.features_of(learner, probe.X)
         seconds[method] = time.perf_counter() - t0
         history[method] = [h["loss"] for h in learner.history_]
         score(method, learner)
-    return FewShotResult(cfg, rows, train.class_names, test.class_names, history, seconds, seeds, dataset)
+    angles = dg.angles_table(final_features, probe.k) if probe is not None else []
+    return FewShotResult(
+        cfg, rows, train.class_names, test.class_names, history, seconds, seeds, dataset, diagnostics, angles
+    )
+
+
+PROBE_EPISODES = 50
+
+
+def _probe(test: ClassImages, cfg: FewShotConfig, seeds: dict[str, int]) -> dg.Probe | None:
+    """Held-out inputs of the diagnostics: every image of :data:`PROBE_EPISODES` fixed episodes of the
+    meta-test classes, ``(T, ways·(shots + queries), C, H, W)``; top-k energy with ``k = ways``."""
+    if not cfg.diagnostics_every:
+        return None
+    b = EpisodeSampler(test, cfg.ways, cfg.shots, cfg.queries, torch.Generator()).fixed(
+        PROBE_EPISODES, seeds["test"] + 1
+    )
+    return dg.Probe(b.merged()[0], k=cfg.ways)
 
 
 BASELINE_LABEL = "no meta-learning"
@@ -297,12 +345,23 @@ def plot_fewshot(result: FewShotResult, path: str | Path, test_images: ClassImag
 
 
 def save_fewshot(result: FewShotResult, out_dir: str | Path, benchmark: str = "digits") -> list[Path]:
-    """Write ``results.json``, ``results.csv`` and ``accuracy.png`` atomically."""
+    """Write ``results.json``, ``results.csv`` and ``accuracy.png`` atomically (with diagnostics:
+    ``diagnostics.csv``, ``angles.csv`` and ``diagnostics.png``, see :func:`metarep.diagnostics.save_tracked`)."""
     from ..files import write_csv, write_result
 
     out = Path(out_dir)
     write_csv(out / "results.csv", result.rows)
     plot_fewshot(result, out / "accuracy.png")
+    extra = []
+    if result.diagnostics:
+        extra = dg.save_tracked(
+            result.diagnostics,
+            result.angles,
+            out,
+            f"{result.dataset}: features of {PROBE_EPISODES} held-out episodes ({result.config.ways}-way "
+            f"{result.config.shots}-shot), top-k with k = {result.config.ways}",
+            label=method_label,
+        )
     write_result(
         out / "results.json",
         {
@@ -314,6 +373,8 @@ def save_fewshot(result: FewShotResult, out_dir: str | Path, benchmark: str = "d
             "test_classes": list(result.test_classes),
             "results": result.rows,
             "train_seconds": result.train_seconds,
+            "diagnostics": result.diagnostics,
+            "angles": result.angles,
         },
     )
-    return [out / "results.json", out / "results.csv", out / "accuracy.png"]
+    return [out / "results.json", out / "results.csv", out / "accuracy.png", *extra]

@@ -4,31 +4,33 @@
 - :func:`load_image_folder`: an Omniglot-style folder the user points to, one folder per class
   (``root/Alphabet/character01/*.png`` or ``root/class/*.png``: any folder holding images is a class).
 - :func:`rotate_classes`: the usual class augmentation of Omniglot (each 90° rotation a new class).
-- :class:`EpisodeSampler`: episodes with a leading task axis, sampled without a loop over tasks.
+- :meth:`ClassImages.from_tensors` / :meth:`ClassImages.from_dataset`: any labelled tensors or
+  ``(x, label)`` dataset (a ``torch.utils.data.Dataset``, torchvision's ``ImageFolder``, ...), labels
+  remapped to ``0..C-1``.
+
+Episodes are drawn from them by :class:`metarep.fewshot.episodes.EpisodeSampler`.
 """
 
 from __future__ import annotations
 
 import os
 import warnings
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from ..batch import TaskBatch
-
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".pgm", ".ppm", ".tif", ".tiff", ".webp")
 
 
 @dataclass(frozen=True)
 class ClassImages:
-    """Images with integer class labels.
+    """Samples with integer class labels (images, or any tensors with a leading sample axis).
 
-    ``images (N, channels, H, W)`` float32 in [0, 1]; ``labels (N,)`` long in ``[0, num_classes)``;
-    ``class_names``: one name per label.
+    ``images (N, *shape)``, for images ``(N, channels, H, W)`` float32 in [0, 1]; ``labels (N,)`` long
+    in ``[0, num_classes)``; ``class_names``: one name per label.
     """
 
     images: torch.Tensor
@@ -42,6 +44,38 @@ class ClassImages:
     def counts(self) -> torch.Tensor:
         """Images per class, ``(num_classes,)``."""
         return torch.bincount(self.labels, minlength=self.num_classes)
+
+    @classmethod
+    def from_tensors(
+        cls, samples: torch.Tensor, labels: torch.Tensor | Sequence, class_names: Sequence[str] | None = None
+    ) -> ClassImages:
+        """Any labelled tensors: ``samples (N, *shape)`` and ``labels`` (``N`` integers or strings, in any
+        numbering). Labels are remapped to ``0..C-1`` in sorted order of the distinct labels, which name
+        the classes unless ``class_names`` (one per distinct label, in that order) is given."""
+        if not isinstance(samples, torch.Tensor) or samples.ndim < 1:
+            raise ValueError("samples: must be a tensor with a leading sample axis")
+        raw = labels.tolist() if isinstance(labels, torch.Tensor) else list(labels)
+        if len(raw) != samples.shape[0]:
+            raise ValueError(f"labels: {len(raw)} labels for {samples.shape[0]} samples")
+        distinct = sorted(set(raw))
+        if class_names is not None and len(class_names) != len(distinct):
+            raise ValueError(f"class_names: {len(class_names)} names for {len(distinct)} distinct labels")
+        index = {lab: i for i, lab in enumerate(distinct)}
+        names = tuple(class_names) if class_names is not None else tuple(str(lab) for lab in distinct)
+        return cls(samples, torch.tensor([index[lab] for lab in raw], dtype=torch.long), names)
+
+    @classmethod
+    def from_dataset(cls, dataset: Iterable, class_names: Sequence[str] | None = None) -> ClassImages:
+        """A dataset of ``(sample, label)`` pairs (e.g. ``torch.utils.data.TensorDataset`` or torchvision's
+        ``ImageFolder`` with ``transform=ToTensor()``), stacked into memory; labels as in :meth:`from_tensors`."""
+        xs, ys = [], []
+        for item in dataset:
+            x, y = item[0], item[1]
+            xs.append(torch.as_tensor(x))
+            ys.append(y.item() if isinstance(y, torch.Tensor) else y)
+        if not xs:
+            raise ValueError("dataset: is empty")
+        return cls.from_tensors(torch.stack(xs), ys, class_names)
 
     def subset(self, classes: Sequence[int]) -> ClassImages:
         """The images of ``classes`` only, relabelled ``0..len(classes)-1`` in the given order."""
@@ -77,7 +111,12 @@ def rotate_classes(data: ClassImages, rotations: int) -> ClassImages:
 
 
 def load_image_folder(
-    root: str | Path, size: int | tuple[int, int] = 28, *, invert: bool = False, min_images: int = 1
+    root: str | Path,
+    size: int | tuple[int, int] = 28,
+    *,
+    invert: bool = False,
+    min_images: int = 1,
+    color: bool = False,
 ) -> ClassImages:
     """Load an Omniglot-style folder: every folder under ``root`` that holds image files is a class.
 
@@ -87,8 +126,9 @@ def load_image_folder(
     - ``size``: images are converted to grayscale and resized to ``size × size`` (or ``(H, W)``).
     - ``invert``: use ``1 − pixel`` (Omniglot draws black strokes on white; networks prefer strokes as 1).
     - ``min_images``: classes with fewer images are skipped.
+    - ``color``: keep three RGB channels (mini-ImageNet) instead of converting to grayscale.
 
-    Returns :class:`ClassImages` with ``images (N, 1, H, W)`` in [0, 1], classes in sorted path order.
+    Returns :class:`ClassImages` with ``images (N, 1 or 3, H, W)`` in [0, 1], classes in sorted path order.
     Raises ``ValueError`` naming the problem (no such folder, no classes, an unreadable file).
     """
     root = Path(root)
@@ -109,10 +149,12 @@ def load_image_folder(
     images, labels = [], []
     for label, (_name, paths) in enumerate(sorted(by_class.items())):
         for p in paths:
-            arr = _read_image(p, h, w)
+            arr = _read_image(p, h, w, color)
             images.append(1.0 - arr if invert else arr)
             labels.append(label)
-    return ClassImages(torch.from_numpy(np.stack(images))[:, None], torch.tensor(labels), tuple(sorted(by_class)))
+    stacked = torch.from_numpy(np.stack(images))
+    stacked = stacked.permute(0, 3, 1, 2).contiguous() if color else stacked[:, None]
+    return ClassImages(stacked, torch.tensor(labels), tuple(sorted(by_class)))
 
 
 def _image_files(root: Path) -> list[Path]:
@@ -133,16 +175,19 @@ def _image_files(root: Path) -> list[Path]:
     return sorted(p for p in found if p.is_file())
 
 
-def _read_image(p: Path, h: int, w: int) -> np.ndarray:
-    """One image as grayscale ``(h, w)`` float32 in [0, 1]; ``ValueError`` naming an unreadable file or a
-    decompression bomb (more pixels than PIL's ``Image.MAX_IMAGE_PIXELS``)."""
+def _read_image(p: Path, h: int, w: int, color: bool = False) -> np.ndarray:
+    """One image as grayscale ``(h, w)`` (``color``: RGB ``(h, w, 3)``) float32 in [0, 1]; ``ValueError``
+    naming an unreadable file or a decompression bomb (more pixels than PIL's ``Image.MAX_IMAGE_PIXELS``)."""
     from PIL import Image, UnidentifiedImageError
 
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
             with Image.open(p) as im:
-                return np.asarray(im.convert("L").resize((w, h), Image.BILINEAR), dtype=np.float32) / 255.0
+                return (
+                    np.asarray(im.convert("RGB" if color else "L").resize((w, h), Image.BILINEAR), dtype=np.float32)
+                    / 255.0
+                )
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as e:
         raise ValueError(
             f"image folder: {p} is too large to decode safely (more than {Image.MAX_IMAGE_PIXELS} pixels: "
@@ -152,53 +197,3 @@ def _read_image(p: Path, h: int, w: int) -> np.ndarray:
         raise ValueError(
             f"image folder: cannot read {p}: {str(e).splitlines()[0] if str(e) else type(e).__name__}"
         ) from None
-
-
-class EpisodeSampler:
-    """N-way K-shot episodes from :class:`ClassImages`, with a leading task axis.
-
-    Each episode picks ``ways`` distinct classes in random order (the order is the label, so labels
-    are a fresh random permutation every episode), then ``shots + queries`` distinct images of each.
-
-    ``sample(T)`` returns a :class:`TaskBatch`: ``X_in (T, ways*shots, C, H, W)``, ``y_in (T, ways*shots)``
-    (long), ``X_out (T, ways*queries, C, H, W)``, ``y_out (T, ways*queries)``.
-    """
-
-    def __init__(self, data: ClassImages, ways: int, shots: int, queries: int, generator: torch.Generator):
-        if ways < 2 or ways > data.num_classes:
-            raise ValueError(f"ways: must be between 2 and the number of classes ({data.num_classes}), got {ways}")
-        if shots < 1 or queries < 1:
-            raise ValueError(f"shots and queries: must be >= 1, got {shots} and {queries}")
-        counts = data.counts()
-        if int(counts.min()) < shots + queries:
-            c = int(counts.argmin())
-            raise ValueError(
-                f"shots + queries: {shots} + {queries} images per class are needed, but class "
-                f"{data.class_names[c]!r} has {int(counts[c])}"
-            )
-        self.data, self.ways, self.shots, self.queries, self.generator = data, ways, shots, queries, generator
-        order = torch.argsort(data.labels, stable=True)
-        starts = torch.cumsum(counts, 0) - counts
-        # (C, max_count) table of image indices per class, padded with index 0 (never drawn)
-        col = torch.arange(int(counts.max()))
-        self._table = order[(starts[:, None] + col).clamp(max=len(order) - 1)]
-        self._valid = col[None, :] < counts[:, None]
-
-    def sample(self, num_tasks: int) -> TaskBatch:
-        g, C, n = self.generator, self.data.num_classes, self.shots + self.queries
-        classes = torch.rand(num_tasks, C, generator=g).argsort(1)[:, : self.ways]  # (T, ways)
-        keys = torch.rand(num_tasks, self.ways, self._table.shape[1], generator=g)
-        keys = keys.masked_fill(~self._valid[classes], 2.0)  # padding last
-        pick = keys.argsort(-1)[..., :n]  # (T, ways, n)
-        idx = torch.gather(self._table[classes], 2, pick)
-        X = self.data.images[idx]  # (T, ways, n, C, H, W)
-        y = torch.arange(self.ways).view(1, -1, 1).expand(num_tasks, self.ways, n)
-        split = lambda t, a, b: t[:, :, a:b].reshape(num_tasks, self.ways * (b - a), *t.shape[3:])  # noqa: E731
-        return TaskBatch(
-            split(X, 0, self.shots), split(y, 0, self.shots), split(X, self.shots, n), split(y, self.shots, n)
-        )
-
-    def batches(self, meta_batch: int) -> Iterator[TaskBatch]:
-        """An endless stream of batches of ``meta_batch`` episodes."""
-        while True:
-            yield self.sample(meta_batch)

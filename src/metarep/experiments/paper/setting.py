@@ -11,7 +11,7 @@ from ... import theory
 from ...config import Config
 from ...methods import registry
 from ...tasks import task_cov_diag
-from ..framework import Scale, Series
+from ..framework import FewshotScale, Scale, Series
 
 FULL = Scale(
     d=50,
@@ -40,6 +40,16 @@ QUICK = Scale(
     relu_tasks=500,
     relu_steps=200,
     multitask_steps=40,
+    fewshot=FewshotScale(
+        sinusoid_steps=200,
+        digits_steps=50,
+        points=8,
+        test_tasks=200,
+        channels=16,
+        meta_batch=8,
+        inner_steps=2,
+        max_seeds=2,
+    ),
 )
 QUICK_NOTE = f" (quick: a smaller version of the paper's d = {FULL.d}, N = {FULL.tasks})"
 HUGE_M_IN = 10**9  # stands for m_in = ∞ (b ≈ 0)
