@@ -169,6 +169,8 @@ def test_ctrl_c_stops_a_reproduction_within_seconds_and_it_resumes(tmp_path):
         (("data.tasks=1",), "head"),
         (("data.tasks=5",), "pool"),  # a few tasks: the head grows at the limit whatever the step sizes
         (("data.tasks=20",), "pool"),
+        (("method.beta=1.5",), "step"),  # the outer step on the head overshoots (bound 0.82)
+        (("task.d=10", "model.width=1000", "method.alpha=0.005"), "step"),  # k' ≫ d: κ ≥ 81 for all of B_0
         (("task.d=10", "model.width=1000"), "head"),  # k' ≫ d: ‖B_0‖² ≈ k'/d, the head blows up
         (("task.d=10", "model.width=1000", "data.fresh=true"), "head"),
     ],
@@ -187,6 +189,7 @@ def test_settings_that_diverge_get_a_step_size_warning(overrides, check):
         ("data.fresh=true",),
         ("task.d=10", "model.width=1000", "data.tasks=inf"),
         ("data.tasks=50",),  # stable over 3000 steps
+        ("method.beta=0.75",),  # stable over 1500 steps (β = 1 diverges after ~400)
         ("data.tasks=20", "method.name=anil"),  # the second-order head does not grow: (I - αK)²
     ],
 )
@@ -197,7 +200,15 @@ def test_the_default_and_stable_settings_get_no_warning(overrides):
 
 @pytest.mark.slow
 @pytest.mark.parametrize(
-    "overrides", [("data.tasks=1",), ("data.tasks=20",), ("task.d=10", "model.width=1000"), ("method.beta=50",)]
+    "overrides",
+    [
+        ("data.tasks=1",),
+        ("data.tasks=20",),
+        ("task.d=10", "model.width=1000"),
+        ("task.d=10", "model.width=1000", "method.alpha=0.005"),
+        ("method.beta=50",),
+        ("method.beta=3",),
+    ],
 )
 def test_the_warned_settings_do_diverge_and_say_what_the_warning_said(overrides):
     from metarep.stepsizes import step_size_advice

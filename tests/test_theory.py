@@ -136,9 +136,12 @@ def test_step_size_check_thresholds(make_cfg):
     checks = {c.name: c for c in theory.check_step_sizes(make_cfg())}
     assert set(checks) == {"limit", "init"} and all(c.ok for c in checks.values())
     assert checks["limit"].value == pytest.approx(0.1 * 0.5 * 5 / 3)  # α β s_max
-    # The limit check is sharp at β = 1/(α s_max) = 6 (FO-ANIL) and half that for ANIL.
-    assert theory.step_size_warning(make_cfg("method.beta=5.99")) is None
-    assert "method.beta" in theory.step_size_warning(make_cfg("method.beta=6.01"))
+    # The limit check is sharp at β = 1/(α s_max) = 6 (FO-ANIL) and half that for ANIL (infinite
+    # tasks: the head stays at 0; with a pool the outer step on the head binds first, at β ≈ 0.82).
+    assert theory.step_size_warning(make_cfg("data.tasks=inf", "method.beta=5.99")) is None
+    assert "method.beta" in theory.step_size_warning(make_cfg("data.tasks=inf", "method.beta=6.01"))
+    finite = {c.name: c for c in theory.check_step_sizes(make_cfg("method.beta=5.99"))}
+    assert finite["limit"].ok and not finite["step"].ok and finite["step"].bound == pytest.approx(0.822, abs=1e-3)
     anil = {c.name: c for c in theory.check_step_sizes(make_cfg("method.name=anil", "method.beta=3.5"))}
     assert anil["limit"].limit == 0.5 and not anil["limit"].ok
     assert "inner" in {c.name for c in theory.check_step_sizes(make_cfg("method.inner_steps=5"))}

@@ -60,6 +60,7 @@ LABELS = {
     "init": "alpha^2*beta*|B_0^T G B_0|",
     "inner": "alpha*|B|^2*|Sigma_in|_span(B)",
     "head": "alpha*|B_0|^2*|Sigma_in|",
+    "step": "max beta*kappa*(1-alpha*kappa), kappa in spec(B_0^T Sigma B_0)",
     "pool": "alpha*|B_inf|^2*|Sigma_pool|",
 }
 
@@ -95,6 +96,8 @@ def check_step_sizes(cfg) -> list[StepSizeCheck]:
        ``κ = ‖B_0‖₂² ‖Σ̂_pool‖``, ``‖B_0‖₂² ≈ init_scale² (1 + √(k'/d))²`` (≈ k'/d when k' ≫ d),
        ``‖Σ̂_pool‖ ≈ (1 + √(d/(N m_in)))²``; beyond, w then B blow up within a few steps.
 
+       ``step`` (listed when it fails): the outer step on the head must not overshoot,
+       :func:`head_step_value` ``< 2``.
     5. ``pool`` (first-order methods on a fixed pool; listed when it fails): the head at the limit,
        :func:`pool_head_value` ``< 1``. No step size helps; more tasks do.
 
@@ -141,10 +144,14 @@ def check_step_sizes(cfg) -> list[StepSizeCheck]:
         v = max(v, g_max * (1 + math.sqrt(min(cfg.task.k, width) / m_in)) ** 2)
         check("inner", v, 2.0, f"for {me.inner_steps} inner steps to be stable", ALPHA, a)
     elif not cfg.infinite:
-        v = a * n0 * (1 + math.sqrt(d / (n * m_in))) ** 2
-        check("head", v, 2.0, "or the head, moved off 0 by sampled tasks, grows (|B_0|^2 ~ k'/d)", ALPHA, a)
+        pool = (1 + math.sqrt(d / (n * m_in))) ** 2  # ‖Σ̂_pool‖
+        check("head", a * n0 * pool, 2.0, "or the head, moved off 0 by sampled tasks, grows (|B_0|^2 ~ k'/d)", ALPHA, a)
         if out[-1].ok:
             out.pop()  # listed only when it fails: a single inner step is the theory's case
+        v = head_step_value(a, beta, n0 * pool, scale**2 * (1 - math.sqrt(width / d)) ** 2 * pool, 2 if second else 1)
+        check("step", v, 2.0, "so that the outer step on the head does not overshoot", BETA, beta)
+        if out[-1].ok:
+            out.pop()
     if not cfg.infinite and not cfg.data.fresh and not second:
         v = pool_head_value(s, cfg.task.sigma2, m_in, n)
         what = "or the head grows at the limit, whatever the step sizes"
@@ -166,6 +173,22 @@ def check_step_sizes(cfg) -> list[StepSizeCheck]:
 
 
 BETA, ALPHA = "method.beta", "method.alpha"
+
+
+def head_step_value(alpha: float, beta: float, kappa_hi: float, kappa_lo: float, power: int = 1) -> float:
+    """``max βκ(1 − ακ)^power`` over the eigenvalues ``κ ∈ [kappa_lo, kappa_hi]`` of ``K = B_0ᵀΣ̂B_0``.
+
+    One outer step maps the head by ``1 − βκ(1 − ακ)`` along each eigenvector of ``K`` for the
+    first-order methods (MATH.md §4: ``E[grad_w] = K(I − αK)w``) and by ``1 − βκ(1 − ακ)²`` for the
+    second-order ones (``(I − αK)`` once more from differentiating through the inner step, ``power=2``);
+    it overshoots where that exceeds 2. ``B_0``'s squared singular values fill the Marchenko–Pastur
+    band ``init_scale² (1 ± √(k'/d))²`` (times ``‖Σ̂_pool‖``). On the paper's setting FO-ANIL is
+    stable at β = 0.75 and diverges at β = 1 (after ~400 steps), 1.5 and 3, for a bound of 0.82; with
+    d = 10 and k' = 1000 it diverges at α = 0.01 and 0.005, where the band's lower edge is large.
+    """
+    peak = 1 / ((power + 1) * alpha)  # where κ(1 − ακ)^power is largest
+    kappa = min(max(peak, kappa_lo), kappa_hi)
+    return beta * kappa * (1 - alpha * kappa) ** power
 
 
 def pool_head_value(s: torch.Tensor, sigma2: float, m_in: int, tasks: float) -> float:
