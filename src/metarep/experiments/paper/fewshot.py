@@ -130,7 +130,6 @@ def draw(fig, data: FewshotData) -> None:
         k = 2 if b == "sinusoid" else 5
         ax.set_title(f"{b}: final top-{k} subspaces,\nmean sin² of principal angles", fontsize=9)
         fig.colorbar(im, ax=ax, fraction=0.046)
-    fig.subplots_adjust(hspace=0.55, wspace=0.35)
 
 
 def _change(curve, key: str) -> tuple[float, float]:
