@@ -7,6 +7,8 @@ file, so it prints instead one plain line every :data:`EVERY` seconds on stderr:
     run: 1200/3000 steps (40%), perp_norm2=1.31, sin=0.08, elapsed 12 s, left ~18 s
 
 and a last line when the work ends, if it printed any (work shorter than :data:`EVERY` stays quiet).
+A line is printed every :data:`EVERY` seconds even when no unit of work finishes in between (a
+reproduction whose runs each take minutes still shows it is alive).
 ``enabled=None`` chooses by stderr (terminal: bar, else lines); ``True`` forces progress (a bar on a
 terminal, lines otherwise); ``False`` shows nothing.
 """
@@ -14,6 +16,7 @@ terminal, lines otherwise); ``False`` shows nothing.
 from __future__ import annotations
 
 import sys
+import threading
 import time
 from collections.abc import Mapping
 from typing import Any
@@ -42,6 +45,13 @@ class LineProgress:
         self.postfix: dict[str, Any] = {}
         self._start = self._last = time.monotonic()
         self._initial, self._printed, self._closed = initial, False, False
+        self._lock, self._stop = threading.Lock(), threading.Event()
+        threading.Thread(target=self._heartbeat, daemon=True, name="metarep-progress").start()
+
+    def _heartbeat(self) -> None:
+        while not self._stop.wait(self.every / 5):
+            if time.monotonic() - self._last >= self.every:
+                self._line()
 
     def __iter__(self):
         for item in self.iterable:
@@ -58,13 +68,20 @@ class LineProgress:
         self.postfix = {**(ordered_dict or {}), **kwargs}
 
     def close(self) -> None:
+        self._stop.set()
         if not self._closed and self._printed:
             self._line()
         self._closed = True
 
     def _line(self) -> None:
-        now = time.monotonic()
-        self._last, self._printed = now, True
+        with self._lock:
+            if self._closed:
+                return
+            now = time.monotonic()
+            self._last, self._printed = now, True
+            self._print(now)
+
+    def _print(self, now: float) -> None:
         elapsed = now - self._start
         done = f"{self.n}/{self.total} {self.unit}s ({100 * self.n / self.total:.0f}%)" if self.total else f"{self.n}"
         extra = "".join(f", {k}={v}" for k, v in self.postfix.items())
