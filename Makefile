@@ -27,16 +27,19 @@ demo: $(STAMP)
 LINT_PATHS := src tests benchmarks examples docs/_gen
 
 lint: $(STAMP)
+	@echo "==> lint (ruff check, ruff format --check)"
 	$(VENV)/bin/ruff check $(LINT_PATHS)
 	$(VENV)/bin/ruff format --check $(LINT_PATHS)
 
 # everything: lint, the docs, then the whole suite (a few minutes on 2 cores)
 test: lint docs
+	@echo "==> the whole test suite (a few minutes on 2 cores; one dot per test, [done/total] per line)"
 	$(PY) -m pytest
 
 # the documentation site into site/ (git-ignored); --strict: any warning fails (mkdocs.yml)
 # (the two variables silence the theme's and a plugin's banners about MkDocs' future)
 docs: $(STAMP)
+	@echo "==> documentation site (mkdocs build --strict)"
 	NO_MKDOCS_2_WARNING=1 DISABLE_MKDOCS_2_WARNING=true $(VENV)/bin/mkdocs build --strict --quiet
 
 # the figures of docs/reproducing.md, from the quick version of every experiment (minutes)
