@@ -38,7 +38,7 @@ def demo(
     from ..outputs import save_run
     from ..train import train
 
-    infinite = ["data.tasks=inf", f"run.steps={steps}", f"run.eval_every={max(steps // 200, 1)}"]
+    infinite = ["data.tasks=inf", f"run.steps={steps}", f"run.eval_every={max(steps // 2000, 1)}"]
     configs = {"infinite": load_config(None, [*set_, *infinite]), "finite": load_config(None, set_)}
     fin = configs["finite"]
     if fin.infinite or fin.data.fresh or fin.method.name != "fo_anil":
@@ -62,7 +62,8 @@ def demo(
                 fail(f"{name}: {results[name].message}", code=sig.code if sig.code else 1)
     title = (
         f"FO-ANIL, d = {fin.task.d}, k = {fin.task.k}, width k' = {fin.width}, σ² = {fin.task.sigma2:g}, "
-        f"α = {fin.method.alpha:g}, β = {fin.method.beta:g}: the subspace is learned, extra directions unlearned"
+        f"α = {fin.method.alpha:g}, β = {fin.method.beta:g}\nthe subspace is learned in both regimes; "
+        "the extra directions are unlearned like C/t only with infinitely many tasks"
     )
     runs = {n: (r.history, r.summary) for n, r in results.items()}
     plot_demo(runs, fin.method.alpha, fin.data.tasks, title, out_dir / "demo.png")
