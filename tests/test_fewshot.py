@@ -314,3 +314,11 @@ def test_cli_bad_input_exits_2_with_one_line(args, key, tmp_path):
     lines = [ln for ln in res.output.strip().splitlines() if ln.strip()]
     assert len(lines) == 1 and lines[0].startswith("error: ") and key in lines[0], res.output
     assert "Traceback" not in res.output
+
+
+def test_sinusoid_batches_need_no_generator():
+    a, b = SinusoidTasks().batches(4, 5, 5), SinusoidTasks().batches(4, 5, 5)
+    first, second = next(a), next(a)
+    assert all(torch.equal(x, y) for x, y in zip(first, next(b)))  # seeded default: reproducible
+    assert not torch.equal(first.y_in, second.y_in)  # and a stream of new tasks
+    assert first.X_in.shape == (4, 5, 1) and first.y_out.shape == (4, 5)

@@ -44,6 +44,10 @@ def _build(cls, **kw):
 PROGRESS = typer.Option(None, "--progress/--no-progress", help="Progress bars (default: on a terminal only).")
 THREADS = typer.Option(1, "--threads", min=1, help="Torch threads; one is fastest for these small networks.")
 QUICK = typer.Option(False, "--quick", help="Smoke test: 50 outer steps and 100 test tasks unless given.")
+INNER_OPTIMIZER = typer.Option("sgd", "--inner-optimizer", help="Inner loop: sgd, momentum or adam.")
+LEARN_INNER_LR = typer.Option(
+    False, "--learn-inner-lr/--fixed-inner-lr", help="Learn one inner step size in the outer loop."
+)
 
 
 @fewshot_app.command()
@@ -53,15 +57,21 @@ def sinusoid(
         "fo_anil,anil,fo_maml,maml,reptile", "--methods", help=f"Comma-separated subset of {ALL_METHODS}."
     ),
     steps: str = typer.Option("0,1,10", "--steps", help="Inner steps at test time to report, comma-separated."),
+    preset: str | None = typer.Option(
+        None, "--preset", help="maml: the official MAML code's protocol (70,000 steps, Adam 1e-3, its init, K queries)."
+    ),
     iterations: int | None = typer.Option(None, "--iterations", help="Outer steps per method and K [default: 2000]."),
     meta_batch: int = typer.Option(25, "--meta-batch", help="Tasks per outer step."),
     inner_lr: float = typer.Option(0.01, "--inner-lr", help="Inner step size α (training and test)."),
     inner_steps: int = typer.Option(1, "--inner-steps", help="Inner steps in training (not Reptile)."),
     reptile_inner_steps: int = typer.Option(5, "--reptile-inner-steps", help="Reptile's inner steps in training."),
-    outer_lr: float = typer.Option(3e-3, "--outer-lr", help="Adam learning rate of the outer loop."),
+    outer_lr: float | None = typer.Option(None, "--outer-lr", help="Adam learning rate of the outer loop [3e-3]."),
     test_tasks: int | None = typer.Option(None, "--test-tasks", help="Test tasks [default: 600]."),
-    test_queries: int = typer.Option(100, "--test-queries", help="Query points per test task."),
+    test_queries: int | None = typer.Option(None, "--test-queries", help="Query points per test task [100]."),
     hidden: int = typer.Option(40, "--hidden", help="Width of the two hidden ReLU layers."),
+    init: str | None = typer.Option(None, "--init", help="torch (PyTorch's default) or maml (std 0.01, zero bias)."),
+    inner_optimizer: str = INNER_OPTIMIZER,
+    learn_inner_lr: bool = LEARN_INNER_LR,
     seed: int = typer.Option(0, "--seed", help="One seed: initialisation, training and test tasks."),
     out: Path | None = typer.Option(None, "--out", help="Output folder [default: runs/fewshot-sinusoid]."),
     quick: bool = QUICK,
@@ -69,24 +79,41 @@ def sinusoid(
     progress: bool | None = PROGRESS,
 ) -> None:
     """Sinusoid regression (MAML's benchmark): test MSE after 0/1/10 steps vs a pretrained baseline."""
-    from ..fewshot.sinusoid import SinusoidConfig, method_label, run_sinusoid, save_sinusoid
+    from ..fewshot.sinusoid import (
+        PRESET_TEST_QUERIES,
+        PRESETS,
+        SinusoidConfig,
+        method_label,
+        run_sinusoid,
+        save_sinusoid,
+    )
 
+    if preset is not None and preset not in PRESETS:
+        fail(f"--preset: must be one of {', '.join(PRESETS)}, got {preset!r}")
+    given = dict(iterations=iterations, outer_lr=outer_lr, init=init, test_tasks=test_tasks)
+    base = {} if preset is None else {k: v for k, v in PRESETS[preset].items() if given.get(k) is None}
     cfg = _build(
         SinusoidConfig,
+        **base,
         shots=int_list(shots, "--shots"),
         methods=name_list(methods),
         eval_steps=int_list(steps, "--steps"),
-        iterations=iterations if iterations is not None else (50 if quick else None),
+        iterations=iterations if iterations is not None else (50 if quick else base.get("iterations")),
         meta_batch=meta_batch,
         inner_lr=inner_lr,
         inner_steps=inner_steps,
         reptile_inner_steps=reptile_inner_steps,
-        outer_lr=outer_lr,
+        outer_lr=outer_lr if outer_lr is not None else base.get("outer_lr"),
         test_tasks=test_tasks if test_tasks is not None else (100 if quick else None),
         test_queries=test_queries,
         hidden=hidden,
         seed=seed,
+        init=init if init is not None else base.get("init"),
+        inner_optimizer=inner_optimizer,
+        learn_inner_lr=learn_inner_lr,
     )
+    if preset is not None and test_queries is None:
+        cfg = dataclasses.replace(cfg, test_queries=PRESET_TEST_QUERIES[preset])
     _within_limits(lambda: limits.check_sinusoid(cfg))
     out_dir = _out_dir(out, "fewshot-sinusoid")
     t0 = time.perf_counter()
@@ -96,7 +123,7 @@ def sinusoid(
     for K in cfg.shots:
         typer.echo(
             f"sinusoid K = {K}: test MSE over {cfg.test_tasks} tasks, mean ± 95% interval "
-            f"({cfg.iterations} outer steps, α = {cfg.inner_lr})"
+            f"({cfg.iterations} outer steps, α = {cfg.inner_lr}{', preset ' + preset if preset else ''})"
         )
         typer.echo("  " + f"{'':20}" + "".join(f"{f'{s} step' + ('s' if s != 1 else ''):>26}" for s in steps_))
         for method in ("pretrain",) + cfg.methods:
@@ -134,6 +161,8 @@ def _fewshot_options(
     test_classes,
     seed,
     quick,
+    inner_optimizer="sgd",
+    learn_inner_lr=False,
 ):
     from ..fewshot.digits import FewShotConfig
 
@@ -152,6 +181,8 @@ def _fewshot_options(
         channels=channels,
         rotations=rotations,
         seed=seed,
+        inner_optimizer=inner_optimizer,
+        learn_inner_lr=learn_inner_lr,
     )
     if test_classes is not None:
         kw["test_classes"] = name_list(test_classes)
@@ -215,6 +246,8 @@ def digits(
         "5,6,7,8,9", "--test-digits", help="Digits held out for meta-test (with their rotations)."
     ),
     seed: int = SEED,
+    inner_optimizer: str = INNER_OPTIMIZER,
+    learn_inner_lr: bool = LEARN_INNER_LR,
     out: Path | None = typer.Option(None, "--out", help="Output folder [default: runs/fewshot-digits]."),
     quick: bool = QUICK,
     threads: int = THREADS,
@@ -242,6 +275,8 @@ def digits(
         test_digits,
         seed,
         quick,
+        inner_optimizer,
+        learn_inner_lr,
     )
     try:
         train, test = split_by_class(load_digits(), cfg.test_classes, cfg.rotations)
