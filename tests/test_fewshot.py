@@ -17,7 +17,7 @@ from metarep.fewshot import ClassImages, EpisodeSampler, SinusoidTasks, load_dig
 from metarep.fewshot._util import torch_threads
 from metarep.fewshot.digits import FewShotConfig, conv_net, run_fewshot, split_by_class
 from metarep.fewshot.images import rotate_classes
-from metarep.fewshot.sinusoid import SinusoidConfig, make_learner, run_sinusoid
+from metarep.fewshot.sinusoid import SinusoidConfig, make_learner, run_sinusoid, sinusoid_net
 
 
 @pytest.fixture(autouse=True)
@@ -300,6 +300,10 @@ def test_cli_digits_and_images(tmp_path):
         (["sinusoid", "--steps", "-1"], "--steps"),
         (["sinusoid", "--inner-lr", "0"], "--inner-lr"),
         (["sinusoid", "--test-tasks", "1"], "--test-tasks"),
+        (["sinusoid", "--methods", "protonet"], "--methods"),
+        (["sinusoid", "--preset", "reptile"], "--preset"),
+        (["sinusoid", "--inner-optimizer", "lbfgs"], "--inner-optimizer"),
+        (["sinusoid", "--init", "xavier"], "--init"),
         (["digits", "--ways", "30"], "--ways"),
         (["digits", "--test-digits", "11"], "--test-digits"),
         (["digits", "--rotations", "5"], "--rotations"),
@@ -322,3 +326,20 @@ def test_sinusoid_batches_need_no_generator():
     assert all(torch.equal(x, y) for x, y in zip(first, next(b)))  # seeded default: reproducible
     assert not torch.equal(first.y_in, second.y_in)  # and a stream of new tasks
     assert first.X_in.shape == (4, 5, 1) and first.y_out.shape == (4, 5)
+
+
+def test_maml_init_and_preset(tmp_path):
+    """The official code's initialisation: weights N(0, 0.01²) truncated at 2 std, zero biases; the preset
+    sets its protocol and options given on the command line win."""
+    features, head = sinusoid_net(seed=0, init="maml")
+    weights = torch.cat([m.weight.flatten() for m in [*features, head] if isinstance(m, torch.nn.Linear)])
+    assert float(weights.abs().max()) <= 0.02 and 0.007 < float(weights.std()) < 0.01  # truncation shrinks std
+    assert all(float(m.bias.abs().max()) == 0 for m in [*features, head] if isinstance(m, torch.nn.Linear))
+    out = tmp_path / "p"
+    args = ["--preset", "maml", "--iterations", "2", "--test-tasks", "10", "--shots", "5", "--methods", "maml"]
+    res = invoke("sinusoid", *args, "--steps", "0,1", "--out", str(out))
+    assert res.exit_code == 0, res.output
+    cfg = json.loads((out / "results.json").read_text())["config"]
+    assert (cfg["iterations"], cfg["outer_lr"], cfg["init"], cfg["test_queries"]) == (2, 1e-3, "maml", None)
+    assert (cfg["meta_batch"], cfg["inner_lr"], cfg["inner_steps"]) == (25, 0.01, 1)
+    assert "preset maml" in res.output

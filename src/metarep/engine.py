@@ -18,6 +18,12 @@ gradient of the task is, by ``order``:
 | ``reptile``| ``θ − φ``, the inner loop run on the support and query sets together  |
 | ``pretrain``| ``∇_θ L(θ)`` on support and query sets together (no inner loop)      |
 
+**Inner rules** (:class:`InnerRule`): the step can be ``φ ← φ − α ⊙ d_s`` with ``α`` a number, a
+learned scalar or a learned tensor per parameter (Meta-SGD), ``d_s`` the gradient or a momentum/Adam
+direction (:mod:`metarep.inner`), and ``φ_0`` a function of the support set (ProtoNets' prototype
+head, :mod:`metarep.methods.protonet`). Learned step sizes get their meta-gradient alongside ``θ``:
+second order through the inner loop, first order with the directions ``d_s`` held fixed.
+
 **Losses.** The loss is a named parameter (:data:`LOSSES`): ``"half_mse"`` ``‖f(X) − y‖²/(2n)``
 is the theory's (MATH.md §2) and the linear harness's; ``"mse"`` (no ½) is the few-shot benchmarks'
 and ``MetaLearner``'s default, as in the MAML literature; ``"cross_entropy"`` for classification.

@@ -69,9 +69,11 @@ class MetaLearner(HyperParameters):
     - ``features``: the feature extractor, ``(n, *input_shape) -> (n, h)``; or, with ``head=None``,
       the whole network, in which case ``adapt_params`` names what the inner loop adapts.
     - ``head``: the last layer, ``(n, h) -> (n, out)``, usually ``nn.Linear(h, out)``.
-    - ``method``: ``"fo_anil"``, ``"anil"``, ``"fo_maml"``, ``"maml"``, ``"reptile"``, the
-      ``"pretrain"`` baseline (no inner loop in training; fine-tuned at test time), or any method
-      registered with ``learner=True`` (:mod:`metarep.methods.registry`).
+    - ``method``: ``"fo_anil"``, ``"anil"``, ``"fo_maml"``, ``"maml"``, ``"reptile"``, ``"metasgd"``
+      (a learned step size per parameter entry), ``"protonet"`` (prototype head from the support
+      set; ``head=nn.Linear(h, N)``, ``loss="cross_entropy"``), the ``"pretrain"`` baseline (no inner
+      loop in training; fine-tuned at test time), or any method registered with ``learner=True``
+      (:mod:`metarep.methods.registry`).
     - ``inner_lr``: inner step size ``α`` (the initial value of learned ones). ``inner_steps``: inner
       steps in training (and the default number at test time; ``protonet``: none in training, 0 by default).
     - ``inner_optimizer``: ``"sgd"``, ``"momentum"``, ``"adam"`` or a gradient transformation

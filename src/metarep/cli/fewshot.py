@@ -90,11 +90,9 @@ def sinusoid(
 
     if preset is not None and preset not in PRESETS:
         fail(f"--preset: must be one of {', '.join(PRESETS)}, got {preset!r}")
-    given = dict(iterations=iterations, outer_lr=outer_lr, init=init, test_tasks=test_tasks)
-    base = {} if preset is None else {k: v for k, v in PRESETS[preset].items() if given.get(k) is None}
+    base = {} if preset is None else PRESETS[preset]  # its meta-batch, α and inner steps are the defaults
     cfg = _build(
         SinusoidConfig,
-        **base,
         shots=int_list(shots, "--shots"),
         methods=name_list(methods),
         eval_steps=int_list(steps, "--steps"),
