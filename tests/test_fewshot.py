@@ -343,3 +343,23 @@ def test_maml_init_and_preset(tmp_path):
     assert (cfg["iterations"], cfg["outer_lr"], cfg["init"], cfg["test_queries"]) == (2, 1e-3, "maml", None)
     assert (cfg["meta_batch"], cfg["inner_lr"], cfg["inner_steps"]) == (25, 0.01, 1)
     assert "preset maml" in res.output
+
+
+def test_mse_figure_labels_the_shared_y_axis_once(monkeypatch, tmp_path):
+    import metarep.plots
+    from metarep.fewshot.sinusoid import SinusoidResult, plot_mse
+
+    figs = []
+    monkeypatch.setattr(metarep.plots, "save_figure", lambda fig, path: figs.append(fig))
+    cfg = SinusoidConfig(shots=(5, 10), methods=("maml",), eval_steps=(0, 1))
+    rows = [
+        {"shots": K, "method": m, "steps": s, "mse": 1.0 + s, "ci95": 0.1, "diverged": 0}
+        for K in (5, 10)
+        for m in ("pretrain", "maml")
+        for s in (0, 1)
+    ]
+    curves = {K: {"pred": {"pretrain": [], "maml": []}} for K in (5, 10)}
+    plot_mse(SinusoidResult(cfg, rows, curves), tmp_path / "mse.png")
+    left, right = figs[0].axes
+    assert left.get_ylabel() and not right.get_ylabel()  # no label to collide with the next panel
+    assert right.get_shared_y_axes().joined(left, right)
