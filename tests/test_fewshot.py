@@ -332,7 +332,7 @@ def test_maml_init_and_preset(tmp_path):
     """The official code's initialisation: weights N(0, 0.01²) truncated at 2 std, zero biases; the preset
     sets its protocol and options given on the command line win."""
     features, head = sinusoid_net(seed=0, init="maml")
-    weights = torch.cat([m.weight.flatten() for m in [*features, head] if isinstance(m, torch.nn.Linear)])
+    weights = torch.cat([m.weight.detach().flatten() for m in [*features, head] if isinstance(m, torch.nn.Linear)])
     assert float(weights.abs().max()) <= 0.02 and 0.007 < float(weights.std()) < 0.01  # truncation shrinks std
     assert all(float(m.bias.abs().max()) == 0 for m in [*features, head] if isinstance(m, torch.nn.Linear))
     out = tmp_path / "p"
