@@ -108,8 +108,9 @@ class InnerRule:
       to it (Meta-SGD: the parameter's shape).
     - ``transform``: ``None`` (``d_s = g_s``, plain SGD) or a gradient transformation without learning
       rate, ``init(grads) -> state`` and ``update(grads, state, params=..., inplace=False) -> (d, state)``
-      (torchopt's ``trace`` for momentum, ``scale_by_adam`` for Adam; :mod:`metarep.inner`). Its
-      state is created from the first gradient, so that under ``vmap`` each task has its own.
+      (:class:`metarep.inner.Momentum`, :class:`metarep.inner.Adam`; torchopt's transformations have
+      the same protocol). Its state is created from the first gradient, so that under ``vmap`` each
+      task has its own.
     - ``start``: ``None`` (``φ_0 = θ_a``) or ``(θ_a, X_in, y_in) -> φ_0`` for one task (ProtoNets'
       prototype head, :mod:`metarep.methods.protonet`).
     """
