@@ -45,4 +45,4 @@ for method in ("fo_anil", "maml"):
     # one task by hand: adapt on its 10 points, predict anywhere
     params = learner.adapt(test.X_in[0], test.y_in[0], steps=1)
     x = torch.linspace(-5, 5, 5)[:, None]
-    print("   adapted predictions on task 0:", learner.predict(x, params)[:, 0].tolist())
+    print("   adapted predictions on task 0:", learner.predict(x, params).tolist())

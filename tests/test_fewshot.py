@@ -18,7 +18,7 @@ from metarep.fewshot._util import torch_threads
 from metarep.fewshot.backbones import conv_net
 from metarep.fewshot.digits import FewShotConfig, run_fewshot, split_by_class
 from metarep.fewshot.images import rotate_classes
-from metarep.fewshot.sinusoid import SinusoidConfig, make_learner, run_sinusoid
+from metarep.fewshot.sinusoid import SinusoidConfig, make_learner, run_sinusoid, sinusoid_net
 
 
 @pytest.fixture(autouse=True)
@@ -301,6 +301,10 @@ def test_cli_digits_and_images(tmp_path):
         (["sinusoid", "--steps", "-1"], "--steps"),
         (["sinusoid", "--inner-lr", "0"], "--inner-lr"),
         (["sinusoid", "--test-tasks", "1"], "--test-tasks"),
+        (["sinusoid", "--methods", "protonet"], "--methods"),
+        (["sinusoid", "--preset", "reptile"], "--preset"),
+        (["sinusoid", "--inner-optimizer", "lbfgs"], "--inner-optimizer"),
+        (["sinusoid", "--init", "xavier"], "--init"),
         (["digits", "--ways", "30"], "--ways"),
         (["digits", "--test-digits", "11"], "--test-digits"),
         (["digits", "--rotations", "5"], "--rotations"),
@@ -315,3 +319,48 @@ def test_cli_bad_input_exits_2_with_one_line(args, key, tmp_path):
     lines = [ln for ln in res.output.strip().splitlines() if ln.strip()]
     assert len(lines) == 1 and lines[0].startswith("error: ") and key in lines[0], res.output
     assert "Traceback" not in res.output
+
+
+def test_sinusoid_batches_need_no_generator():
+    a, b = SinusoidTasks().batches(4, 5, 5), SinusoidTasks().batches(4, 5, 5)
+    first, second = next(a), next(a)
+    assert all(torch.equal(x, y) for x, y in zip(first, next(b)))  # seeded default: reproducible
+    assert not torch.equal(first.y_in, second.y_in)  # and a stream of new tasks
+    assert first.X_in.shape == (4, 5, 1) and first.y_out.shape == (4, 5)
+
+
+def test_maml_init_and_preset(tmp_path):
+    """The official code's initialisation: weights N(0, 0.01²) truncated at 2 std, zero biases; the preset
+    sets its protocol and options given on the command line win."""
+    features, head = sinusoid_net(seed=0, init="maml")
+    weights = torch.cat([m.weight.detach().flatten() for m in [*features, head] if isinstance(m, torch.nn.Linear)])
+    assert float(weights.abs().max()) <= 0.02 and 0.007 < float(weights.std()) < 0.01  # truncation shrinks std
+    assert all(float(m.bias.abs().max()) == 0 for m in [*features, head] if isinstance(m, torch.nn.Linear))
+    out = tmp_path / "p"
+    args = ["--preset", "maml", "--iterations", "2", "--test-tasks", "10", "--shots", "5", "--methods", "maml"]
+    res = invoke("sinusoid", *args, "--steps", "0,1", "--out", str(out))
+    assert res.exit_code == 0, res.output
+    cfg = json.loads((out / "results.json").read_text())["config"]
+    assert (cfg["iterations"], cfg["outer_lr"], cfg["init"], cfg["test_queries"]) == (2, 1e-3, "maml", None)
+    assert (cfg["meta_batch"], cfg["inner_lr"], cfg["inner_steps"]) == (25, 0.01, 1)
+    assert "preset maml" in res.output
+
+
+def test_mse_figure_labels_the_shared_y_axis_once(monkeypatch, tmp_path):
+    import metarep.plots
+    from metarep.fewshot.sinusoid import SinusoidResult, plot_mse
+
+    figs = []
+    monkeypatch.setattr(metarep.plots, "save_figure", lambda fig, path: figs.append(fig))
+    cfg = SinusoidConfig(shots=(5, 10), methods=("maml",), eval_steps=(0, 1))
+    rows = [
+        {"shots": K, "method": m, "steps": s, "mse": 1.0 + s, "ci95": 0.1, "diverged": 0}
+        for K in (5, 10)
+        for m in ("pretrain", "maml")
+        for s in (0, 1)
+    ]
+    curves = {K: {"pred": {"pretrain": [], "maml": []}} for K in (5, 10)}
+    plot_mse(SinusoidResult(cfg, rows, curves), tmp_path / "mse.png")
+    left, right = figs[0].axes
+    assert left.get_ylabel() and not right.get_ylabel()  # no label to collide with the next panel
+    assert right.get_shared_y_axes().joined(left, right)

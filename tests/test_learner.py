@@ -269,7 +269,7 @@ def test_adapt_predict_and_evaluate_agree():
         for s in (0, 2, 4):
             p = learner.adapt(batch.X_in[t], batch.y_in[t], steps=s)
             pred = learner.predict(batch.X_out[t], p)
-            assert pred.shape == (3, 1)
+            assert pred.shape == (3,)  # like the targets (n,), not the head's (n, 1)
             assert float(_mse(pred, batch.y_out[t])) == pytest.approx(float(ev[s]["loss"][t]), abs=1e-12)
     # only the head moved
     p = learner.adapt(batch.X_in[0], batch.y_in[0])
@@ -307,3 +307,38 @@ def test_set_params_and_tune_inner_lr():
 def test_mean_ci():
     m, h = mean_ci([1.0, 2.0, 3.0, 4.0])
     assert m == 2.5 and h == pytest.approx(1.96 * (5 / 3) ** 0.5 / 2)
+
+
+def test_wrong_input_dimension_names_the_shapes_and_repr():
+    features, head = _net()  # inputs of dimension 3
+    learner = MetaLearner(features, head, method="maml")
+    assert repr(learner).startswith("MetaLearner(method='maml', inner_lr=0.01, inner_steps=1, loss='mse'")
+    assert "not fitted" in repr(learner) and "Sequential(4 modules) -> Linear(in_features=6" in repr(learner)
+    wrong = _regression_batch(d_in=5)
+    for call in (
+        lambda: learner.fit(wrong, iterations=1),
+        lambda: learner.evaluate(wrong),
+        lambda: learner.adapt(wrong.X_in[0], wrong.y_in[0]),
+        lambda: learner.predict(wrong.X_in[0]),
+    ):
+        with pytest.raises(ValueError, match=r"X: each sample has shape \(5,\), but the model's first layer expects"):
+            call()
+    with pytest.raises(ValueError, match=r"expects \(\.\.\., 3\)"):
+        learner.predict(wrong.X_in[0])
+    learner.fit(_regression_batch(), iterations=2, progress=False)
+    assert "fitted: 2 steps, last loss" in repr(learner)
+    opts = MetaLearner(features, head, method="metasgd", inner_optimizer="adam", learn_inner_lr=True)
+    assert "inner_optimizer='adam'" in repr(opts) and "learn_inner_lr=True" in repr(opts)
+
+
+def test_predict_keeps_the_targets_shape():
+    features, head = _net(out=2)
+    two = MetaLearner(features, head, method="fo_maml")
+    b = _regression_batch()
+    b2 = TaskBatch(b.X_in, torch.stack([b.y_in, b.y_in], -1), b.X_out, torch.stack([b.y_out, b.y_out], -1))
+    assert two.predict(b.X_out[0], two.adapt(b2.X_in[0], b2.y_in[0])).shape == (3, 2)
+    one = MetaLearner(*_net(), method="fo_maml")
+    b1 = TaskBatch(b.X_in, b.y_in[..., None], b.X_out, b.y_out[..., None])  # targets (n, 1): kept (n, 1)
+    assert one.predict(b.X_out[0], one.adapt(b1.X_in[0], b1.y_in[0])).shape == (3, 1)
+    p = one.adapt(b.X_in[0], b.y_in[0])  # targets (n,): (n,), so the naive MSE does not broadcast
+    assert one.predict(b.X_out[0], p).shape == (3,)

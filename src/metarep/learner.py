@@ -1,4 +1,4 @@
-"""Meta-learning for any PyTorch model: FO-ANIL, ANIL, FO-MAML, MAML and Reptile (MATH.md §3).
+"""Meta-learning for any PyTorch model: FO-ANIL, ANIL, FO-MAML, MAML, Reptile, Meta-SGD, ProtoNets (MATH.md §3).
 
 A :class:`MetaLearner` wraps a network split into a feature extractor and a head (usually an
 ``nn.Linear``), or a plain network plus the names of the parameters the inner loop adapts. It is a
@@ -15,6 +15,10 @@ standard ``torch.optim`` optimizer as the gradient; Reptile with ``torch.optim.S
 interpolation ``θ ← θ + ε (mean φ_i − θ)``; ``pretrain`` is the no-meta-learning baseline (joint
 training on all tasks, fine-tuned at test time).
 
+The inner loop's rule (:mod:`metarep.inner`): plain SGD, momentum or Adam (``inner_optimizer``),
+with a fixed step size, a learned scalar (``learn_inner_lr=True``) or, for ``metasgd``, a learned
+step size per parameter entry; ProtoNets (``protonet``) start it from the support set's prototypes.
+
 The default loss is ``"mse"`` (the few-shot literature's); ``loss="half_mse"`` is the theory's ½·MSE,
 with which FO-ANIL on ``x ↦ xᵀBw`` gives the linear harness's gradient (:mod:`metarep.engine`).
 
@@ -24,7 +28,7 @@ Example::
     learner = MetaLearner(features, nn.Linear(40, 1), method="fo_anil", inner_lr=0.01)
     learner.fit(task_batches, iterations=2000)      # batches with a leading task axis
     params = learner.adapt(X_support, y_support)    # one task
-    y_hat = learner.predict(X_query, params)
+    y_hat = learner.predict(X_query, params)        # (n,) for targets y (n,)
 """
 
 from __future__ import annotations
@@ -38,21 +42,26 @@ from torch import nn
 from torch.func import functional_call, vmap
 from tqdm.auto import tqdm
 
-from . import engine
+from . import engine, inner
 from .batch import TaskBatch
-from .methods import registry
-from .network import Split, build_optimizer, check_vmappable, explain_vmap_errors, resolve_keys, strip
+from .learner_params import HyperParameters
+from .network import (
+    Split,
+    build_optimizer,
+    cast_batch,
+    check_vmappable,
+    explain_vmap_errors,
+    is_batch,
+    resolve_keys,
+    strip,
+)
 
 Params = engine.Params
 LossFn = engine.Loss
 REGRESSION_LOSSES = ("mse", "half_mse")  # targets are cast to the model's dtype
 
 
-def _is_batch(obj: Any) -> bool:
-    return isinstance(obj, tuple) and len(obj) == 4 and all(isinstance(t, torch.Tensor) for t in obj)
-
-
-class MetaLearner:
+class MetaLearner(HyperParameters):
     """A meta-learner over any ``torch.nn.Module`` (scikit-learn style: ``fit`` returns ``self``).
 
     **Arguments:**
@@ -60,11 +69,16 @@ class MetaLearner:
     - ``features``: the feature extractor, ``(n, *input_shape) -> (n, h)``; or, with ``head=None``,
       the whole network, in which case ``adapt_params`` names what the inner loop adapts.
     - ``head``: the last layer, ``(n, h) -> (n, out)``, usually ``nn.Linear(h, out)``.
-    - ``method``: ``"fo_anil"``, ``"anil"``, ``"fo_maml"``, ``"maml"``, ``"reptile"``, the
-      ``"pretrain"`` baseline (no inner loop in training; fine-tuned at test time), or any method
-      registered with ``learner=True`` (:mod:`metarep.methods.registry`).
-    - ``inner_lr``: inner step size ``α``. ``inner_steps``: inner gradient steps in training (and the
-      default number at test time).
+    - ``method``: ``"fo_anil"``, ``"anil"``, ``"fo_maml"``, ``"maml"``, ``"reptile"``, ``"metasgd"``
+      (a learned step size per parameter entry), ``"protonet"`` (prototype head from the support
+      set; ``head=nn.Linear(h, N)``, ``loss="cross_entropy"``), the ``"pretrain"`` baseline (no inner
+      loop in training; fine-tuned at test time), or any method registered with ``learner=True``
+      (:mod:`metarep.methods.registry`).
+    - ``inner_lr``: inner step size ``α`` (the initial value of learned ones). ``inner_steps``: inner
+      steps in training (and the default number at test time; ``protonet``: none in training, 0 by default).
+    - ``inner_optimizer``: ``"sgd"``, ``"momentum"``, ``"adam"`` or a gradient transformation
+      (:mod:`metarep.inner`), differentiated through by second-order methods.
+    - ``learn_inner_lr``: learn one scalar step size in the outer loop (every method with a meta-gradient).
     - ``optimizer``: the outer optimizer: ``None`` (``torch.optim.Adam`` with ``outer_lr``), a
       ``torch.optim.Optimizer`` class (built with ``lr=outer_lr``), a callable ``params -> Optimizer``
       (e.g. ``functools.partial(torch.optim.SGD, lr=0.1, momentum=0.9)``), or an optimizer already
@@ -81,7 +95,8 @@ class MetaLearner:
     The modules are trained in place. Fitted state: ``model_`` (the module that is trained),
     ``adapt_keys_``, ``optimizer_``, ``history_`` (one dict per outer step: ``step``, ``loss``, the
     mean query loss after adaptation; for ``reptile`` the query set is part of the inner data, for
-    ``pretrain`` the loss is taken at ``θ`` on all data) and ``n_iter_``.
+    ``pretrain`` the loss is taken at ``θ`` on all data), ``n_iter_`` and ``inner_lr_`` (the learned
+    step sizes: a 0-dim tensor, ``{name: tensor}`` for ``metasgd``, or ``None``).
 
     Data come as :class:`metarep.tasks.TaskBatch` (or any 4-tuple of tensors) with a leading task
     axis: ``X_in (T, n_in, *input_shape)``, ``y_in (T, n_in[, out])``, ``X_out (T, n_out, ...)``,
@@ -100,6 +115,8 @@ class MetaLearner:
         outer_lr: float = 1e-3,
         loss: str | LossFn = "mse",
         adapt_params: Sequence[str] | None = None,
+        inner_optimizer: Any = "sgd",
+        learn_inner_lr: bool = False,
     ):
         self.features = features
         self.head = head
@@ -110,58 +127,8 @@ class MetaLearner:
         self.outer_lr = outer_lr
         self.loss = loss
         self.adapt_params = adapt_params
-
-    _STRUCTURAL = ("features", "head", "method", "loss", "adapt_params", "optimizer", "outer_lr")
-
-    def get_params(self) -> dict[str, Any]:
-        """The hyper-parameters given to ``__init__`` (scikit-learn convention)."""
-        names = (
-            "features",
-            "head",
-            "method",
-            "inner_lr",
-            "inner_steps",
-            "optimizer",
-            "outer_lr",
-            "loss",
-            "adapt_params",
-        )
-        return {k: getattr(self, k) for k in names}
-
-    def set_params(self, **params: Any) -> MetaLearner:
-        """Change hyper-parameters; returns ``self``. ``inner_lr`` and ``inner_steps`` take effect at once
-        (e.g. to try test-time step sizes); any other change discards the fitted state (not the weights)."""
-        unknown = set(params) - set(self.get_params())
-        if unknown:
-            raise ValueError(f"set_params: unknown hyper-parameter(s) {', '.join(sorted(unknown))}")
-        for k, v in params.items():
-            setattr(self, k, v)
-        if set(params) & set(self._STRUCTURAL):
-            for attr in ("model_", "adapt_keys_", "optimizer_", "history_", "n_iter_"):
-                self.__dict__.pop(attr, None)
-        else:
-            self._validate()
-        return self
-
-    # ------------------------------------------------------------------ set-up and validation
-
-    def _validate(self) -> None:
-        allowed = registry.names(learner=True)
-        if self.method not in allowed:
-            raise ValueError(f"method: {self.method!r} is not one of {', '.join(allowed)}")
-        if not isinstance(self.features, nn.Module):
-            raise ValueError(f"features: must be a torch.nn.Module, got {type(self.features).__name__}")
-        if self.head is not None and not isinstance(self.head, nn.Module):
-            raise ValueError(
-                f"head: must be a torch.nn.Module (e.g. nn.Linear) or None, got {type(self.head).__name__}"
-            )
-        if not (isinstance(self.inner_lr, (int, float)) and math.isfinite(self.inner_lr) and self.inner_lr > 0):
-            raise ValueError(f"inner_lr: must be > 0, got {self.inner_lr!r}")
-        if not (isinstance(self.inner_steps, int) and self.inner_steps >= 1):
-            raise ValueError(f"inner_steps: must be an integer >= 1, got {self.inner_steps!r}")
-        if not (isinstance(self.outer_lr, (int, float)) and self.outer_lr > 0):
-            raise ValueError(f"outer_lr: must be > 0, got {self.outer_lr!r}")
-        engine.get_loss(self.loss)  # raises naming the allowed losses
+        self.inner_optimizer = inner_optimizer
+        self.learn_inner_lr = learn_inner_lr
 
     def _ensure_setup(self) -> None:
         if getattr(self, "model_", None) is not None:
@@ -187,12 +154,25 @@ class MetaLearner:
         # features once per batch when the inner loop touches the head only
         self._head_only = self.head is not None and all(k.startswith("head.") for k in keys)
         self._loss_fn: LossFn = engine.get_loss(self.loss)
-
-    def _spec(self) -> registry.MethodSpec:
-        return registry.get(self.method)
+        kind = self._spec().learned_lr or ("scalar" if self.learn_inner_lr else None)
+        self.inner_lr_ = inner.learned_step_sizes(kind, self._params(True), keys, self.inner_lr)
 
     def _make_optimizer(self) -> torch.optim.Optimizer:
-        return build_optimizer(self.optimizer, list(self.model_.parameters()), self.outer_lr)
+        extra = inner.step_size_tensors(self.inner_lr_)
+        return build_optimizer(self.optimizer, list(self.model_.parameters()), self.outer_lr, extra)
+
+    def _rule(self, detach: bool = False) -> engine.InnerRule:
+        """The inner loop's rule: step sizes (learned or ``inner_lr``), optimizer, start (ProtoNets)."""
+        transform = inner.make_transform(self.inner_optimizer)
+        return inner.make_rule(self.inner_lr_, self.inner_lr, transform, self._spec().start, detach)
+
+    def _steps(self, steps: int | None = None) -> int:
+        """Inner steps: ``steps``, else those of training (none for a method without inner loop)."""
+        return steps if steps is not None else (self.inner_steps if self._spec().inner_loop else 0)
+
+    def _explain(self, X: torch.Tensor, batched: bool = True):
+        """Errors of vmap and of inputs of the wrong shape, explained (``X``: the inputs given)."""
+        return explain_vmap_errors(self.model_, tuple(X.shape[2 if batched else 1 :]))
 
     # ------------------------------------------------------------------ functional pieces
 
@@ -200,23 +180,10 @@ class MetaLearner:
         return {k: (v.detach() if detach else v) for k, v in self.model_.named_parameters()}
 
     def _prepare(self, batch) -> TaskBatch:
-        """Tensors on the model's device; floating inputs in its dtype, targets in its dtype (mse) or as given."""
-        if not _is_batch(batch):
-            raise ValueError("batch: expected (X_in, y_in, X_out, y_out) tensors with a leading task axis")
-        p = next(self.model_.parameters())
-        X_in, y_in, X_out, y_out = batch
-        if X_in.shape[0] != y_in.shape[0] or X_out.shape[0] != y_out.shape[0] or X_in.shape[0] != X_out.shape[0]:
-            raise ValueError(
-                f"batch: the task axes differ: {X_in.shape[0]}, {y_in.shape[0]}, {X_out.shape[0]}, {y_out.shape[0]}"
-            )
-
-        def x_cast(X):
-            return X.to(p.device, p.dtype) if X.is_floating_point() else X.to(p.device)
-
-        def y_cast(y):
-            return y.to(p.device, p.dtype) if self.loss in REGRESSION_LOSSES else y.to(p.device)
-
-        return TaskBatch(x_cast(X_in), y_cast(y_in), x_cast(X_out), y_cast(y_out))
+        """Tensors on the model's device and dtype (labels as given); remembers the targets' trailing shape."""
+        b = cast_batch(self.model_, batch, self.loss in REGRESSION_LOSSES)
+        self.target_shape_ = tuple(b.y_in.shape[2:])
+        return b
 
     def _forward_fn(self) -> Callable[[Params, torch.Tensor], torch.Tensor]:
         """``forward(params, X)`` of the part the inner loop runs: the head (on features) or the whole model."""
@@ -238,11 +205,6 @@ class MetaLearner:
             return {k: v for k, v in params.items() if k.startswith("head.")}, self._features(params, X)
         return params, X
 
-    def _adapt_batch(self, params: Params, X: torch.Tensor, y: torch.Tensor, steps: int) -> Params:
-        """Every task's adapted parameters (leading task axis) from the shared ``params``."""
-        sub, rest = engine.split(params, self.adapt_keys_)
-        return engine.adapt_batch(self._forward_fn(), self._loss_fn, sub, rest, X, y, float(self.inner_lr), steps)
-
     # ------------------------------------------------------------------ the meta-gradient
 
     def _grads_and_loss(self, batch) -> tuple[Params, float]:
@@ -254,8 +216,8 @@ class MetaLearner:
             batch,
             keys=self.adapt_keys_,
             order=self._spec().order,
-            alpha=float(self.inner_lr),
-            steps=self.inner_steps,
+            alpha=self._rule(),
+            steps=self._steps(),
             inputs=self._inner_inputs,
         )
 
@@ -265,8 +227,9 @@ class MetaLearner:
         ``batch``: ``(X_in, y_in, X_out, y_out)`` with a leading task axis. Does not step.
         """
         self._ensure_setup()
-        with explain_vmap_errors():
-            return self._grads_and_loss(self._prepare(batch))[0]
+        b = self._prepare(batch)
+        with self._explain(b.X_in):
+            return self._grads_and_loss(b)[0]
 
     # ------------------------------------------------------------------ fit / adapt / predict
 
@@ -287,7 +250,7 @@ class MetaLearner:
         self._ensure_setup()
         if iterations is not None and not (isinstance(iterations, int) and iterations >= 0):
             raise ValueError(f"iterations: must be an integer >= 0, got {iterations!r}")
-        if _is_batch(tasks):
+        if is_batch(tasks):
             if iterations is None:
                 raise ValueError("iterations: required when fitting on a single batch of tasks")
             fixed = tasks
@@ -306,8 +269,9 @@ class MetaLearner:
                     batch = next(source)
                 except StopIteration:
                     break
-                with explain_vmap_errors():
-                    grads, loss = self._grads_and_loss(self._prepare(batch))
+                b = self._prepare(batch)
+                with self._explain(b.X_in):
+                    grads, loss = self._grads_and_loss(b)
                 self.n_iter_ += 1
                 self.history_.append({"step": self.n_iter_, "loss": loss})
                 if not math.isfinite(loss):
@@ -316,6 +280,8 @@ class MetaLearner:
                         f"({self.inner_lr}) or the outer learning rate"
                     )
                 for k, p in self.model_.named_parameters():
+                    p.grad = grads[k]
+                for k, p in self._rule().learned().items():
                     p.grad = grads[k]
                 self.optimizer_.step()
                 self.optimizer_.zero_grad(set_to_none=True)
@@ -331,35 +297,41 @@ class MetaLearner:
         """Adapted parameters of one task from its support set: ``X (n, *input_shape)``, ``y (n[, out])``.
 
         Returns a dict of every parameter (name -> tensor, detached), ready for :meth:`predict`.
-        ``steps`` defaults to ``inner_steps``. Works before ``fit`` too (adapting from the modules' weights).
+        ``steps`` defaults to ``inner_steps`` (``protonet``: 0, the prototype head). Works before ``fit``.
         """
         self._ensure_setup()
-        steps = self.inner_steps if steps is None else steps
+        steps = self._steps(steps)
         if not (isinstance(steps, int) and steps >= 0):
             raise ValueError(f"steps: must be an integer >= 0, got {steps!r}")
         b = self._prepare((X[None], y[None], X[None], y[None]))
         p0 = self._params(detach=True)
-        if steps == 0:
-            return p0
-        with torch.no_grad(), explain_vmap_errors():
+        with torch.no_grad(), self._explain(b.X_in):
             inner_p, Z = self._inner_inputs(p0, b.X_in)
-            phi = self._adapt_batch(inner_p, Z, b.y_in, steps)
+            sub, rest = engine.split(inner_p, self.adapt_keys_)
+            phi = engine.adapt_batch(self._forward_fn(), self._loss_fn, sub, rest, Z, b.y_in, self._rule(True), steps)
         return {**p0, **{k: v[0] for k, v in phi.items()}}
 
     def predict(self, X: torch.Tensor, params: Mapping[str, torch.Tensor] | None = None) -> torch.Tensor:
-        """Model output on ``X (n, *input_shape)`` at ``params`` (from :meth:`adapt`) or at the meta-learned ones."""
+        """Model output on ``X (n, *input_shape)`` at ``params`` (from :meth:`adapt`) or at the meta-learned
+        ones: ``(n,)`` when the targets seen in ``fit``/``adapt``/``evaluate`` were ``(n,)`` and the
+        output is ``(n, 1)``, the model's output otherwise (``(n, out)``; logits ``(n, N)``)."""
         self._ensure_setup()
         p = next(self.model_.parameters())
         P = self._params(detach=True) if params is None else dict(params)
         X = X.to(p.device, p.dtype) if X.is_floating_point() else X.to(p.device)
-        with torch.no_grad():
-            return functional_call(self.model_, ({**P, **dict(self.model_.named_buffers())},), (X,))
+        with torch.no_grad(), self._explain(X, batched=False):
+            out = functional_call(self.model_, ({**P, **dict(self.model_.named_buffers())},), (X,))
+        regression = self.loss in REGRESSION_LOSSES or callable(self.loss)
+        if regression and getattr(self, "target_shape_", None) == () and out.ndim == 2 and out.shape[-1] == 1:
+            out = out[:, 0]
+        return out
 
     def evaluate(self, batch, steps: Sequence[int] = (0, 1, 10)) -> dict[int, dict[str, torch.Tensor]]:
         """Query loss (and accuracy, for ``cross_entropy``) of every task after each number of inner steps.
 
         ``batch``: ``(X_in, y_in, X_out, y_out)`` with a leading task axis; the inner loop runs on the
-        support set (vectorised over tasks). Returns ``{s: {"loss": (T,), "accuracy": (T,)}}``.
+        support set (vectorised over tasks, once for all ``steps``). Returns
+        ``{s: {"loss": (T,), "accuracy": (T,)}}``.
         """
         self._ensure_setup()
         steps = sorted(set(int(s) for s in steps))
@@ -367,23 +339,15 @@ class MetaLearner:
             raise ValueError(f"steps: must be integers >= 0, got {steps!r}")
         b = self._prepare(batch)
         out: dict[int, dict[str, torch.Tensor]] = {}
-        with torch.no_grad(), explain_vmap_errors():
+        with torch.no_grad(), self._explain(b.X_in):
             p0 = self._params(detach=True)
             inner_p, Z_in = self._inner_inputs(p0, b.X_in)
             _, Z_out = self._inner_inputs(p0, b.X_out)
             sub, rest = engine.split(inner_p, self.adapt_keys_)
             forward = self._forward_fn()
-            batched, done = False, 0
-            for s in steps:
-                if s > done:
-                    lr = float(self.inner_lr)
-                    sub = engine.adapt_batch(forward, self._loss_fn, sub, rest, Z_in, b.y_in, lr, s - done, batched)
-                    batched, done = True, s
-                pred = vmap(
-                    lambda s_, X_: forward({**rest, **s_}, X_),
-                    in_dims=(0 if batched else None, 0),
-                    randomness="different",
-                )(sub, Z_out)
+            path = engine.adapt_path(forward, self._loss_fn, sub, rest, Z_in, b.y_in, self._rule(True), steps)
+            for s, phi in zip(steps, path):
+                pred = vmap(lambda s_, X_: forward({**rest, **s_}, X_), randomness="different")(phi, Z_out)
                 res = {"loss": vmap(self._loss_fn)(pred, b.y_out)}
                 if self.loss == "cross_entropy":
                     res["accuracy"] = (pred.argmax(-1) == b.y_out).to(pred.dtype).mean(-1)

@@ -168,8 +168,9 @@ def check_sinusoid(cfg) -> None:
     inner = max(cfg.inner_steps, cfg.reptile_inner_steps) + 2
     batch = 4.0 * cfg.meta_batch * (points * (2 * h + 2) * 3 + params * inner * 2)
     require_memory(batch, f"a batch of {cfg.meta_batch} tasks (--hidden {h})", "--meta-batch")
-    test = 4.0 * cfg.test_tasks * (cfg.test_queries + max(cfg.shots)) * (2 * h + 2) * 3
-    require_memory(test, f"{cfg.test_tasks} test tasks of {cfg.test_queries} queries", "--test-tasks")
+    queries = max(cfg.shots) if cfg.test_queries is None else cfg.test_queries  # None: K
+    test = 4.0 * cfg.test_tasks * (queries + max(cfg.shots)) * (2 * h + 2) * 3
+    require_memory(test, f"{cfg.test_tasks} test tasks of {queries} queries", "--test-tasks")
 
 
 def check_episodes(cfg, image_numbers: int) -> None:

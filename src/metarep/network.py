@@ -1,6 +1,7 @@
 """A network as :class:`metarep.learner.MetaLearner` sees it: the feature/head split, parameter
 names, the outer optimizer, what ``vmap`` over tasks requires of its modules (checked before
-training), and errors raised inside ``vmap`` re-explained as what a model must not do."""
+training), batches cast to the model, and errors raised inside ``vmap`` or by inputs of the wrong
+shape re-explained as what a model must not do or expects."""
 
 from __future__ import annotations
 
@@ -10,6 +11,8 @@ from typing import Any
 
 import torch
 from torch import nn
+
+from .batch import TaskBatch
 
 
 def check_vmappable(model: nn.Module) -> None:
@@ -48,15 +51,61 @@ def vmap_error(e: RuntimeError) -> ValueError:
     )
 
 
+SHAPE_ERRORS = ("cannot be multiplied", "batch2", "size mismatch", "expected input", "channels, but got", "must match")
+
+
+def expected_sample_shape(model: nn.Module) -> str:
+    """What one sample must look like for the model's first linear or convolutional layer (a guess
+    from the first such module registered), e.g. ``"(..., 1)"`` or ``"(3, H, W)"``."""
+    for m in model.modules():
+        if isinstance(m, nn.Linear):
+            return f"(..., {m.in_features})"
+        if isinstance(m, nn.modules.conv._ConvNd):
+            return "(" + ", ".join([str(m.in_channels)] + ["H", "W", "D"][: len(m.kernel_size)]) + ")"
+    return "(unknown)"
+
+
 @contextlib.contextmanager
-def explain_vmap_errors() -> Iterator[None]:
-    """Re-raise errors of ``vmap`` as a ``ValueError`` that says what the model must not do."""
+def explain_vmap_errors(model: nn.Module | None = None, sample: tuple[int, ...] | None = None) -> Iterator[None]:
+    """Re-raise errors of ``vmap`` as a ``ValueError`` that says what the model must not do, and (with
+    ``model`` and the ``sample`` shape given) shape errors as one naming the expected and given shapes."""
     try:
         yield
     except RuntimeError as e:
         if is_vmap_error(e):
             raise vmap_error(e) from e
+        if model is not None and sample is not None and any(k in str(e) for k in SHAPE_ERRORS):
+            raise ValueError(
+                f"X: each sample has shape {tuple(sample)}, but the model's first layer expects "
+                f"{expected_sample_shape(model)} ({str(e).splitlines()[0]})"
+            ) from e
         raise
+
+
+def is_batch(obj: Any) -> bool:
+    """Whether ``obj`` is a 4-tuple of tensors ``(X_in, y_in, X_out, y_out)``."""
+    return isinstance(obj, tuple) and len(obj) == 4 and all(isinstance(t, torch.Tensor) for t in obj)
+
+
+def cast_batch(model: nn.Module, batch: Any, regression: bool) -> TaskBatch:
+    """``batch`` on the model's device: floating inputs in its dtype, targets in its dtype (``regression``)
+    or as given (class labels)."""
+    if not is_batch(batch):
+        raise ValueError("batch: expected (X_in, y_in, X_out, y_out) tensors with a leading task axis")
+    p = next(model.parameters())
+    X_in, y_in, X_out, y_out = batch
+    if X_in.shape[0] != y_in.shape[0] or X_out.shape[0] != y_out.shape[0] or X_in.shape[0] != X_out.shape[0]:
+        raise ValueError(
+            f"batch: the task axes differ: {X_in.shape[0]}, {y_in.shape[0]}, {X_out.shape[0]}, {y_out.shape[0]}"
+        )
+
+    def x_cast(X):
+        return X.to(p.device, p.dtype) if X.is_floating_point() else X.to(p.device)
+
+    def y_cast(y):
+        return y.to(p.device, p.dtype) if regression else y.to(p.device)
+
+    return TaskBatch(x_cast(X_in), y_cast(y_in), x_cast(X_out), y_cast(y_out))
 
 
 class Split(nn.Module):
@@ -87,16 +136,23 @@ def strip(d: Mapping[str, torch.Tensor], prefix: str) -> dict[str, torch.Tensor]
     return {k[len(prefix) :]: v for k, v in d.items() if k.startswith(prefix)}
 
 
-def build_optimizer(opt: Any, params: list[torch.Tensor], outer_lr: float) -> torch.optim.Optimizer:
-    """The outer optimizer over ``params`` from ``MetaLearner(optimizer=...)``: ``None`` (Adam), a class,
-    a callable ``params -> Optimizer`` or an optimizer already built over ``params``."""
+def build_optimizer(
+    opt: Any, params: list[torch.Tensor], outer_lr: float, extra: list[torch.Tensor] = ()
+) -> torch.optim.Optimizer:
+    """The outer optimizer over ``params`` and ``extra`` (learned step sizes) from
+    ``MetaLearner(optimizer=...)``: ``None`` (Adam), a class, a callable ``params -> Optimizer`` or an
+    optimizer already built over ``params`` (``extra`` is added to it as a new parameter group)."""
     if opt is None:
-        return torch.optim.Adam(params, lr=outer_lr)
+        return torch.optim.Adam(params + list(extra), lr=outer_lr)
     if isinstance(opt, torch.optim.Optimizer):
         owned = {id(p) for g in opt.param_groups for p in g["params"]}
         if not owned >= {id(p) for p in params}:
             raise ValueError("optimizer: the optimizer instance does not hold all of the model's parameters")
+        missing = [p for p in extra if id(p) not in owned]
+        if missing:
+            opt.add_param_group({"params": missing})
         return opt
+    params = params + list(extra)
     if isinstance(opt, type) and issubclass(opt, torch.optim.Optimizer):
         return opt(params, lr=outer_lr)
     if callable(opt):

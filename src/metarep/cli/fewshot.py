@@ -13,7 +13,36 @@ from pathlib import Path
 import typer
 
 from .. import limits
-from .common import fail, int_list, name_list, prepare_out
+from .common import fail, int_list, name_list
+from .fewshot_options import (
+    ALL_METHODS,
+    BACKBONE,
+    CHANNELS,
+    DIAGNOSTICS,
+    INNER_LR,
+    INNER_OPTIMIZER,
+    INNER_STEPS,
+    ITERATIONS,
+    LEARN_INNER_LR,
+    META_BATCH,
+    METHODS,
+    OUTER_LR,
+    PROGRESS,
+    QUERIES,
+    QUICK,
+    SEED,
+    SHOTS,
+    STEPS,
+    TEST_TASKS,
+    THREADS,
+    WAYS,
+    build,
+    check_episodes,
+    fewshot_options,
+    fewshot_out,
+    print_fewshot,
+    within_limits,
+)
 
 fewshot_app = typer.Typer(
     add_completion=False,
@@ -23,28 +52,6 @@ fewshot_app = typer.Typer(
     help="Few-shot benchmarks: sinusoid regression, 8x8 digits, an Omniglot-style image folder.",
 )
 
-# the help text names no method: the registry (loaded when a command runs) lists them in the error
-ALL_METHODS = "the registered meta-learning methods"
-
-
-def _out_dir(out: Path | None, default: str) -> Path:
-    return prepare_out(out, Path("runs") / default)
-
-
-def _build(cls, **kw):
-    """A config dataclass from the options that were given; invalid values -> one-line error."""
-    cfg = cls(**{k: v for k, v in kw.items() if v is not None})
-    try:
-        cfg.validate()
-    except ValueError as e:
-        fail(str(e))
-    return cfg
-
-
-PROGRESS = typer.Option(None, "--progress/--no-progress", help="Progress bars (default: on a terminal only).")
-THREADS = typer.Option(1, "--threads", min=1, help="Torch threads; one is fastest for these small networks.")
-QUICK = typer.Option(False, "--quick", help="Smoke test: 50 outer steps and 100 test tasks unless given.")
-
 
 @fewshot_app.command()
 def sinusoid(
@@ -53,15 +60,21 @@ def sinusoid(
         "fo_anil,anil,fo_maml,maml,reptile", "--methods", help=f"Comma-separated subset of {ALL_METHODS}."
     ),
     steps: str = typer.Option("0,1,10", "--steps", help="Inner steps at test time to report, comma-separated."),
+    preset: str | None = typer.Option(
+        None, "--preset", help="maml: the official MAML code's protocol (70,000 steps, Adam 1e-3, its init, K queries)."
+    ),
     iterations: int | None = typer.Option(None, "--iterations", help="Outer steps per method and K [default: 2000]."),
     meta_batch: int = typer.Option(25, "--meta-batch", help="Tasks per outer step."),
     inner_lr: float = typer.Option(0.01, "--inner-lr", help="Inner step size α (training and test)."),
     inner_steps: int = typer.Option(1, "--inner-steps", help="Inner steps in training (not Reptile)."),
     reptile_inner_steps: int = typer.Option(5, "--reptile-inner-steps", help="Reptile's inner steps in training."),
-    outer_lr: float = typer.Option(3e-3, "--outer-lr", help="Adam learning rate of the outer loop."),
+    outer_lr: float | None = typer.Option(None, "--outer-lr", help="Adam learning rate of the outer loop [3e-3]."),
     test_tasks: int | None = typer.Option(None, "--test-tasks", help="Test tasks [default: 600]."),
-    test_queries: int = typer.Option(100, "--test-queries", help="Query points per test task."),
+    test_queries: int | None = typer.Option(None, "--test-queries", help="Query points per test task [100]."),
     hidden: int = typer.Option(40, "--hidden", help="Width of the two hidden ReLU layers."),
+    init: str | None = typer.Option(None, "--init", help="torch (PyTorch's default) or maml (std 0.01, zero bias)."),
+    inner_optimizer: str = INNER_OPTIMIZER,
+    learn_inner_lr: bool = LEARN_INNER_LR,
     seed: int = typer.Option(0, "--seed", help="One seed: initialisation, training and test tasks."),
     out: Path | None = typer.Option(None, "--out", help="Output folder [default: runs/fewshot-sinusoid]."),
     quick: bool = QUICK,
@@ -69,26 +82,41 @@ def sinusoid(
     progress: bool | None = PROGRESS,
 ) -> None:
     """Sinusoid regression (MAML's benchmark): test MSE after 0/1/10 steps vs a pretrained baseline."""
-    from ..fewshot.sinusoid import SinusoidConfig, method_label, run_sinusoid, save_sinusoid
+    from ..fewshot.sinusoid import (
+        PRESET_TEST_QUERIES,
+        PRESETS,
+        SinusoidConfig,
+        method_label,
+        run_sinusoid,
+        save_sinusoid,
+    )
 
-    cfg = _build(
+    if preset is not None and preset not in PRESETS:
+        fail(f"--preset: must be one of {', '.join(PRESETS)}, got {preset!r}")
+    base = {} if preset is None else PRESETS[preset]  # its meta-batch, α and inner steps are the defaults
+    cfg = build(
         SinusoidConfig,
         shots=int_list(shots, "--shots"),
         methods=name_list(methods),
         eval_steps=int_list(steps, "--steps"),
-        iterations=iterations if iterations is not None else (50 if quick else None),
+        iterations=iterations if iterations is not None else (50 if quick else base.get("iterations")),
         meta_batch=meta_batch,
         inner_lr=inner_lr,
         inner_steps=inner_steps,
         reptile_inner_steps=reptile_inner_steps,
-        outer_lr=outer_lr,
+        outer_lr=outer_lr if outer_lr is not None else base.get("outer_lr"),
         test_tasks=test_tasks if test_tasks is not None else (100 if quick else None),
         test_queries=test_queries,
         hidden=hidden,
         seed=seed,
+        init=init if init is not None else base.get("init"),
+        inner_optimizer=inner_optimizer,
+        learn_inner_lr=learn_inner_lr,
     )
-    _within_limits(lambda: limits.check_sinusoid(cfg))
-    out_dir = _out_dir(out, "fewshot-sinusoid")
+    if preset is not None and test_queries is None:
+        cfg = dataclasses.replace(cfg, test_queries=PRESET_TEST_QUERIES[preset])
+    within_limits(lambda: limits.check_sinusoid(cfg))
+    out_dir = fewshot_out(out, "fewshot-sinusoid")
     t0 = time.perf_counter()
     result = run_sinusoid(cfg, progress=progress, threads=threads)
     save_sinusoid(result, out_dir)
@@ -96,7 +124,7 @@ def sinusoid(
     for K in cfg.shots:
         typer.echo(
             f"sinusoid K = {K}: test MSE over {cfg.test_tasks} tasks, mean ± 95% interval "
-            f"({cfg.iterations} outer steps, α = {cfg.inner_lr})"
+            f"({cfg.iterations} outer steps, α = {cfg.inner_lr}{', preset ' + preset if preset else ''})"
         )
         typer.echo("  " + f"{'':20}" + "".join(f"{f'{s} step' + ('s' if s != 1 else ''):>26}" for s in steps_))
         for method in ("pretrain",) + cfg.methods:
@@ -115,107 +143,6 @@ def sinusoid(
         + ", ".join(f"curves_K{K}.png" for K in cfg.shots)
         + ")"
     )
-
-
-def _fewshot_options(
-    ways,
-    shots,
-    queries,
-    methods,
-    steps,
-    iterations,
-    meta_batch,
-    inner_lr,
-    inner_steps,
-    outer_lr,
-    test_tasks,
-    channels,
-    rotations,
-    test_classes,
-    seed,
-    quick,
-    backbone="small",
-    diagnostics=False,
-):
-    from ..fewshot.digits import FewShotConfig
-
-    kw = dict(
-        ways=ways,
-        shots=shots,
-        queries=queries,
-        methods=name_list(methods),
-        eval_steps=int_list(steps, "--steps"),
-        iterations=iterations if iterations is not None else (50 if quick else None),
-        meta_batch=meta_batch,
-        inner_lr=inner_lr,
-        inner_steps=inner_steps,
-        outer_lr=outer_lr,
-        test_tasks=test_tasks if test_tasks is not None else (100 if quick else None),
-        channels=channels,
-        rotations=rotations,
-        seed=seed,
-    )
-    if test_classes is not None:
-        kw["test_classes"] = name_list(test_classes)
-    kw["backbone"] = backbone
-    if diagnostics:  # about 25 measurements over training
-        kw["diagnostics_every"] = max(1, (kw["iterations"] or FewShotConfig.iterations) // 25)
-    return _build(FewShotConfig, **kw)
-
-
-def _print_fewshot(result, out_dir: Path, elapsed: float) -> None:
-    from ..fewshot.digits import method_label
-
-    cfg = result.config
-    typer.echo(
-        f"{result.dataset}: {cfg.ways}-way {cfg.shots}-shot, {len(result.train_classes)} meta-train / "
-        f"{len(result.test_classes)} meta-test classes, accuracy over {cfg.test_tasks} test episodes "
-        f"(mean ± 95% interval)"
-    )
-    steps_ = sorted(set(cfg.eval_steps))
-    typer.echo("  " + f"{'':18}" + "".join(f"{f'{s} step' + ('s' if s != 1 else ''):>26}" for s in steps_))
-    for method in ("pretrain",) + cfg.methods:
-        cells = []
-        for s in steps_:
-            r = next(r for r in result.rows if r["method"] == method and r["steps"] == s)
-            note = f" (α={r['inner_lr']:g})" if method == "pretrain" and s > 0 else ""
-            cells.append(f"{100 * r['accuracy']:.1f} ± {100 * r['ci95']:.1f}%{note}")
-        typer.echo("  " + f"{method_label(method):18}" + "".join(f"{c:>26}" for c in cells))
-    if result.diagnostics:
-        from ..diagnostics import summary_lines
-
-        typer.echo("\n".join(summary_lines(result.diagnostics, cfg.ways, method_label)))
-    files = "results.json, results.csv, accuracy.png" + (
-        ", diagnostics.csv, angles.csv, diagnostics.png" if result.diagnostics else ""
-    )
-    typer.echo(f"done in {elapsed:.0f} s -> {out_dir} ({files})")
-
-
-WAYS = typer.Option(5, "--ways", help="N, classes per episode.")
-SHOTS = typer.Option(1, "--shots", help="K, labelled images per class in the support set.")
-QUERIES = typer.Option(5, "--queries", help="Query images per class.")
-METHODS = typer.Option("fo_anil,anil", "--methods", help=f"Comma-separated subset of {ALL_METHODS}.")
-STEPS = typer.Option("1,5,10", "--steps", help="Inner steps at test time to report, comma-separated.")
-ITERATIONS = typer.Option(None, "--iterations", help="Outer steps per method (and baseline) [default: 500].")
-META_BATCH = typer.Option(16, "--meta-batch", help="Episodes per outer step.")
-INNER_LR = typer.Option(0.5, "--inner-lr", help="Inner step size α of the meta-learners.")
-INNER_STEPS = typer.Option(5, "--inner-steps", help="Inner steps in training.")
-OUTER_LR = typer.Option(3e-3, "--outer-lr", help="Adam learning rate of the outer loop (and of the baseline).")
-TEST_TASKS = typer.Option(None, "--test-tasks", help="Test episodes [default: 600].")
-CHANNELS = typer.Option(32, "--channels", help="Channels of each conv layer.")
-BACKBONE = typer.Option(
-    "small",
-    "--backbone",
-    help="small: conv3x3-ReLU-maxpool blocks, no normalisation; conv4: the usual 4 x [conv3x3-BatchNorm-ReLU-maxpool] "
-    "(use --channels 64 for the standard width).",
-)
-DIAGNOSTICS = typer.Option(
-    False,
-    "--diagnostics",
-    help="Track representation diagnostics of held-out episodes over training: diagnostics.csv, angles.csv, "
-    "diagnostics.png.",
-)
-SEED = typer.Option(0, "--seed", help="One seed: class split, initialisation, training and test episodes.")
 
 
 @fewshot_app.command()
@@ -241,6 +168,8 @@ def digits(
     seed: int = SEED,
     backbone: str = BACKBONE,
     diagnostics: bool = DIAGNOSTICS,
+    inner_optimizer: str = INNER_OPTIMIZER,
+    learn_inner_lr: bool = LEARN_INNER_LR,
     out: Path | None = typer.Option(None, "--out", help="Output folder [default: runs/fewshot-digits]."),
     quick: bool = QUICK,
     threads: int = THREADS,
@@ -251,7 +180,7 @@ def digits(
     from ..fewshot.digits import run_fewshot, save_fewshot, split_by_class
     from ..fewshot.images import load_digits
 
-    cfg = _fewshot_options(
+    cfg = fewshot_options(
         ways,
         shots,
         queries,
@@ -270,46 +199,19 @@ def digits(
         quick,
         backbone,
         diagnostics,
+        inner_optimizer,
+        learn_inner_lr,
     )
     try:
         train, test = split_by_class(load_digits(), cfg.test_classes, cfg.rotations)
-        _check_episodes(cfg, train, test)
+        check_episodes(cfg, train, test)
     except ValueError as e:
         fail(str(e).replace("--test-classes", "--test-digits"))
-    out_dir = _out_dir(out, "fewshot-digits")
+    out_dir = fewshot_out(out, "fewshot-digits")
     t0 = time.perf_counter()
     result = run_fewshot(train, test, cfg, progress=progress, dataset="sklearn digits 8x8", threads=threads)
     save_fewshot(result, out_dir, "digits")
-    _print_fewshot(result, out_dir, time.perf_counter() - t0)
-
-
-def _within_limits(check) -> None:
-    """Run a :mod:`metarep.limits` check; its refusal becomes the one-line error."""
-    try:
-        check()
-    except limits.LimitError as e:
-        fail(str(e))
-
-
-def _check_episodes(cfg, train, test) -> None:
-    """Enough classes for ``--ways`` and images per class for ``--shots + --queries``, a batch that fits."""
-    n_train, n_test = train.num_classes, test.num_classes
-    if cfg.ways > min(n_train, n_test):
-        raise ValueError(
-            f"--ways: must be at most the number of meta-train ({n_train}) and meta-test ({n_test}) classes, "
-            f"got {cfg.ways}"
-        )
-    need = cfg.shots + cfg.queries
-    for part, data in (("meta-train", train), ("meta-test", test)):
-        counts = data.counts()
-        if int(counts.min()) < need:
-            c = int(counts.argmin())
-            raise ValueError(
-                f"--shots: --shots + --queries = {cfg.shots} + {cfg.queries} images per class are needed, but the "
-                f"{part} classes have {int(counts.min())} to {int(counts.max())} images "
-                f"(class {data.class_names[c]!r}: {int(counts[c])}); lower --shots or --queries"
-            )
-    limits.check_episodes(cfg, int(train.images[0].numel()))
+    print_fewshot(result, out_dir, time.perf_counter() - t0)
 
 
 @fewshot_app.command()
@@ -354,7 +256,7 @@ def images(
     from ..fewshot.digits import folder_split, run_fewshot, save_fewshot
     from ..fewshot.images import load_image_folder
 
-    cfg = _fewshot_options(
+    cfg = fewshot_options(
         ways,
         shots,
         queries,
@@ -385,15 +287,15 @@ def images(
         train, test = folder_split(
             load(root), test_fraction, cfg.seed, cfg.rotations, load(test_root) if test_root else None
         )
-        _check_episodes(cfg, train, test)
+        check_episodes(cfg, train, test)
     except ValueError as e:
         fail(str(e))
     cfg = dataclasses.replace(cfg, test_classes=test.class_names[:: cfg.rotations])
-    out_dir = _out_dir(out, "fewshot-images")
+    out_dir = fewshot_out(out, "fewshot-images")
     t0 = time.perf_counter()
     where = f"{root}" + (f" / {test_root}" if test_root is not None else "")
     result = run_fewshot(
         train, test, cfg, progress=progress, dataset=f"image folder {where} ({size}x{size})", threads=threads
     )
     save_fewshot(result, out_dir, "images")
-    _print_fewshot(result, out_dir, time.perf_counter() - t0)
+    print_fewshot(result, out_dir, time.perf_counter() - t0)

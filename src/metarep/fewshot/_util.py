@@ -11,6 +11,8 @@ from typing import TYPE_CHECKING
 import numpy as np
 import torch
 
+from ..inner import INNER_OPTIMIZERS
+
 if TYPE_CHECKING:
     from ..learner import MetaLearner
 
@@ -67,6 +69,8 @@ def validate_meta_options(cfg) -> None:
     need(cfg.inner_lr > 0 and math.isfinite(cfg.inner_lr), "--inner-lr", "> 0", cfg.inner_lr)
     need(cfg.inner_steps >= 1, "--inner-steps", ">= 1", cfg.inner_steps)
     need(cfg.outer_lr > 0 and math.isfinite(cfg.outer_lr), "--outer-lr", "> 0", cfg.outer_lr)
+    opt = getattr(cfg, "inner_optimizer", "sgd")
+    need(opt in INNER_OPTIMIZERS, "--inner-optimizer", " or ".join(INNER_OPTIMIZERS), opt)
     need(
         len(cfg.eval_steps) > 0 and all(isinstance(s, int) and s >= 0 for s in cfg.eval_steps),
         "--steps",

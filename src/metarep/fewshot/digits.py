@@ -58,6 +58,8 @@ class FewShotConfig:
     test_classes: tuple[str, ...] = ("5", "6", "7", "8", "9")
     seed: int = 0
     diagnostics_every: int = 0  # 0: no representation diagnostics
+    inner_optimizer: str = "sgd"
+    learn_inner_lr: bool = False
 
     def validate(self) -> None:
         validate_meta_options(self)
@@ -251,6 +253,8 @@ def _run_fewshot(
             inner_steps=cfg.inner_steps,
             outer_lr=cfg.outer_lr,
             loss="cross_entropy",
+            inner_optimizer=cfg.inner_optimizer,
+            learn_inner_lr=cfg.learn_inner_lr and registry.get(method).order in ("first", "second"),
         )
         source = EpisodeSampler(train, cfg.ways, cfg.shots, cfg.queries, gen(seeds["train"])).batches(cfg.meta_batch)
         t0 = time.perf_counter()

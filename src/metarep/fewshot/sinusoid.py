@@ -22,6 +22,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from .. import inner
 from ..batch import TaskBatch
 from ..learner import MetaLearner
 from ..methods import registry
@@ -72,15 +73,27 @@ class SinusoidTasks:
         return TaskBatch(X[:, :shots], y[:, :shots], X[:, shots:], y[:, shots:]), amp, phase
 
     def batches(
-        self, meta_batch: int, shots: int, queries: int, generator: torch.Generator, dtype=torch.float32
+        self, meta_batch: int, shots: int, queries: int, generator: torch.Generator | None = None, dtype=torch.float32
     ) -> Iterator[TaskBatch]:
-        """An endless stream of fresh batches of ``meta_batch`` tasks."""
+        """An endless stream of fresh batches of ``meta_batch`` tasks, drawn with ``generator``
+        (default: a new one seeded with 0, so that two streams made without one are the same)."""
+        generator = torch.Generator().manual_seed(0) if generator is None else generator
         while True:
             yield self.sample(meta_batch, shots, queries, generator, dtype)[0]
 
 
-def sinusoid_net(hidden: int = 40, layers: int = 2, seed: int | None = None) -> tuple[nn.Module, nn.Linear]:
-    """MAML's regression network: ``layers`` hidden ReLU layers of width ``hidden``, then ``nn.Linear(hidden, 1)``."""
+INITS = ("torch", "maml")
+
+
+def sinusoid_net(
+    hidden: int = 40, layers: int = 2, seed: int | None = None, init: str = "torch"
+) -> tuple[nn.Module, nn.Linear]:
+    """MAML's regression network: ``layers`` hidden ReLU layers of width ``hidden``, then ``nn.Linear(hidden, 1)``.
+
+    ``init``: ``"torch"`` (PyTorch's default initialisation) or ``"maml"``, the official MAML code's
+    (``maml.py``, ``construct_fc_weights``): every weight from a normal distribution with std 0.01
+    truncated at two standard deviations, every bias zero.
+    """
     if seed is not None:
         torch.manual_seed(seed)
     mods: list[nn.Module] = []
@@ -88,12 +101,25 @@ def sinusoid_net(hidden: int = 40, layers: int = 2, seed: int | None = None) -> 
     for _ in range(layers):
         mods += [nn.Linear(width, hidden), nn.ReLU()]
         width = hidden
-    return nn.Sequential(*mods), nn.Linear(hidden, 1)
+    features, head = nn.Sequential(*mods), nn.Linear(hidden, 1)
+    if init == "maml":
+        with torch.no_grad():
+            for m in [*features, head]:
+                if isinstance(m, nn.Linear):
+                    nn.init.trunc_normal_(m.weight, std=0.01, a=-0.02, b=0.02)
+                    nn.init.zeros_(m.bias)
+    return features, head
 
 
 @dataclass(frozen=True)
 class SinusoidConfig:
-    """Settings of ``metarep fewshot sinusoid`` (defaults: MAML's, with fewer outer steps, our choice)."""
+    """Settings of ``metarep fewshot sinusoid``.
+
+    The defaults are a quick protocol (our choice): MAML's task distribution, network, meta-batch of
+    25, ``α = 0.01``, one inner step and K query points per training task, but 2,000 outer steps at
+    Adam 3e-3, PyTorch's default initialisation and 100 query points per test task.
+    :data:`PRESETS` ``["maml"]`` is the official MAML code's protocol.
+    """
 
     shots: tuple[int, ...] = (10,)
     methods: tuple[str, ...] = ("fo_anil", "anil", "fo_maml", "maml", "reptile")
@@ -105,9 +131,12 @@ class SinusoidConfig:
     outer_lr: float = 3e-3
     eval_steps: tuple[int, ...] = (0, 1, 10)
     test_tasks: int = 600
-    test_queries: int = 100
+    test_queries: int | None = 100  # None: K, as the official code tests
     hidden: int = 40
     seed: int = 0
+    init: str = "torch"
+    inner_optimizer: str = "sgd"
+    learn_inner_lr: bool = False
 
     def validate(self) -> None:
         validate_meta_options(self)
@@ -118,8 +147,11 @@ class SinusoidConfig:
             self.shots,
         )
         need(self.reptile_inner_steps >= 1, "--reptile-inner-steps", ">= 1", self.reptile_inner_steps)
-        need(self.test_queries >= 1, "--test-queries", ">= 1", self.test_queries)
+        need(self.test_queries is None or self.test_queries >= 1, "--test-queries", ">= 1", self.test_queries)
         need(self.hidden >= 1, "--hidden", ">= 1", self.hidden)
+        need(self.init in INITS, "--init", " or ".join(INITS), self.init)
+        regression = [m for m in self.methods if registry.get(m).losses in (None, ("mse",))]
+        need(regression == list(self.methods), "--methods", "regression methods (not protonet)", self.methods)
         need(self.seed >= 0, "--seed", ">= 0", self.seed)
 
 
@@ -134,18 +166,38 @@ def _generator(seed: int) -> torch.Generator:
 @dataclass
 class SinusoidResult:
     config: SinusoidConfig
-    rows: list[dict]  # tidy: shots, method, steps, inner_lr, mse, ci95, median, diverged (mse None if any diverged)
+    rows: list[dict]  # tidy: shots, method, steps, inner_lr, mse, ci95, median, diverged, learned_lr_mean
     curves: dict[int, dict]  # shots -> plotting data
     train_seconds: dict[str, float] = field(default_factory=dict)
     seeds: dict[str, int] = field(default_factory=dict)
 
 
+# The official MAML code's sinusoid protocol (github.com/cbfinn/maml, main.py and maml.py): 70,000
+# outer steps of Adam at 1e-3 over 25 tasks, one inner step of α = 0.01 (the paper's §5.1; the code's
+# flag default is 1e-3), K support and K query points per task in training and in test, weights
+# from a normal with std 0.01 truncated at 2 std, zero biases.
+PRESETS = {
+    "maml": dict(iterations=70_000, meta_batch=25, outer_lr=1e-3, inner_lr=0.01, inner_steps=1, init="maml"),
+}
+PRESET_TEST_QUERIES = {"maml": None}  # K
+
+
 def make_learner(method: str, cfg: SinusoidConfig, init_seed: int) -> MetaLearner:
     """The network (same initialisation for every method) and its meta-learner."""
-    features, head = sinusoid_net(cfg.hidden, seed=init_seed)
-    reptile_like = registry.get(method).order == "reptile"  # Reptile's inner loop has its own length
-    steps = cfg.reptile_inner_steps if reptile_like else cfg.inner_steps
-    return MetaLearner(features, head, method=method, inner_lr=cfg.inner_lr, inner_steps=steps, outer_lr=cfg.outer_lr)
+    features, head = sinusoid_net(cfg.hidden, seed=init_seed, init=cfg.init)
+    spec = registry.get(method)
+    steps = cfg.reptile_inner_steps if spec.order == "reptile" else cfg.inner_steps  # Reptile's own length
+    learn = cfg.learn_inner_lr and spec.order in ("first", "second")
+    return MetaLearner(
+        features,
+        head,
+        method=method,
+        inner_lr=cfg.inner_lr,
+        inner_steps=steps,
+        outer_lr=cfg.outer_lr,
+        inner_optimizer=cfg.inner_optimizer,
+        learn_inner_lr=learn,
+    )
 
 
 BASELINE_LR_GRID = (1e-4, 3e-4, 1e-3, 3e-3, 0.01, 0.03, 0.1, 0.3)
@@ -166,7 +218,8 @@ def run_sinusoid(
     rows, curves, seconds = [], {}, {}
     with torch_threads(threads):
         for K in cfg.shots:
-            test, amp, phase = tasks.sample(cfg.test_tasks, K, cfg.test_queries, _generator(seeds["test"] + K))
+            queries = K if cfg.test_queries is None else cfg.test_queries
+            test, amp, phase = tasks.sample(cfg.test_tasks, K, queries, _generator(seeds["test"] + K))
             curves[K] = {"x": grid[:, 0].tolist(), "tasks": [], "pred": {}, "inner_lr": {}}
             for t in range(min(plot_tasks, cfg.test_tasks)):
                 curves[K]["tasks"].append(
@@ -185,8 +238,10 @@ def run_sinusoid(
                 learner.fit(stream, iterations=cfg.iterations, progress=progress)
                 seconds[f"{method}_K{K}"] = time.perf_counter() - t0
                 lrs = {s: cfg.inner_lr for s in cfg.eval_steps}
+                learned = [t.detach() for t in inner.step_size_tensors(learner.inner_lr_)]  # Meta-SGD, learned α
+                learned_mean = float(torch.cat([t.flatten() for t in learned]).mean()) if learned else None
                 if method == "pretrain":
-                    val = tasks.sample(200, K, cfg.test_queries, _generator(seeds["train"] + 10_000 + K))[0]
+                    val = tasks.sample(200, K, queries, _generator(seeds["train"] + 10_000 + K))[0]
                     lrs.update(tune_inner_lr(learner, val, BASELINE_LR_GRID, cfg.eval_steps))
                 for s in sorted(set(cfg.eval_steps)):
                     res = learner.set_params(inner_lr=lrs[s]).evaluate(test, steps=(s,))[s]
@@ -203,6 +258,7 @@ def run_sinusoid(
                             "ci95": h,
                             "median": float(loss.nan_to_num(math.inf).median()),
                             "diverged": diverged,
+                            "learned_lr_mean": learned_mean,
                         }
                     )
                 curves[K]["inner_lr"][method] = {s: lrs[s] for s in cfg.eval_steps}
@@ -210,9 +266,7 @@ def run_sinusoid(
                 for s in cfg.eval_steps:
                     learner.set_params(inner_lr=lrs[s])
                     for t, pred in enumerate(preds):
-                        pred[s] = learner.predict(grid, learner.adapt(test.X_in[t], test.y_in[t], steps=s))[
-                            :, 0
-                        ].tolist()
+                        pred[s] = learner.predict(grid, learner.adapt(test.X_in[t], test.y_in[t], steps=s)).tolist()
                 curves[K]["pred"][method] = preds
     return SinusoidResult(cfg, rows, curves, seconds, seeds)
 
@@ -267,8 +321,8 @@ def plot_mse(result: SinusoidResult, path: str | Path) -> None:
     from ..plots import figure, save_figure
 
     shots = list(result.config.shots)
-    fig = figure(figsize=(5.2 * len(shots), 3.8))
-    axes = fig.subplots(1, len(shots), squeeze=False)
+    fig = figure(figsize=(5.2 * len(shots), 3.8), layout="constrained")
+    axes = fig.subplots(1, len(shots), squeeze=False, sharey=True)
     for ax, K in zip(axes[0], shots):
         for i, method in enumerate(result.curves[K]["pred"]):
             rs = sorted(
@@ -299,7 +353,8 @@ def plot_mse(result: SinusoidResult, path: str | Path) -> None:
                     )
         ax.set_yscale("log")
         ax.set_xlabel("inner steps at test time")
-        ax.set_ylabel("test MSE, mean (95% interval)")
+        if shots[0] == K:  # one y-label: shared axis, nothing to collide with the next panel
+            ax.set_ylabel("test MSE, mean (95% interval)")
         ax.set_title(f"K = {K}, {result.config.test_tasks} test tasks")
         ax.legend(fontsize=8)
     save_figure(fig, path)

@@ -34,7 +34,8 @@ DYNAMICS = ("first_order", "second_order")  # the theory's infinite-task dynamic
 REGIMES = ("finite", "minibatch", "fresh", "infinite")
 MODEL_KINDS = ("linear", "relu2", "relu3")
 LAYOUTS = ("samples", "dual", "gram", "merged")  # metarep.tasks.TaskPool
-BUILTIN = ("fo_anil", "anil", "fo_maml", "maml", "reptile", "multitask", "moments", "pretrain")
+BUILTIN = ("fo_anil", "anil", "fo_maml", "maml", "reptile", "multitask", "moments", "pretrain", "metasgd", "protonet")
+LEARNED_LR = ("scalar", "per_parameter")  # step sizes learned in the outer loop (metarep.inner)
 
 
 @dataclass(frozen=True)
@@ -67,6 +68,12 @@ class MethodSpec:
     - ``series_overrides``: config overrides it needs in the experiments, a function of the scale
       (e.g. Reptile's inner steps).
     - ``harness``: runs in the linear harness (``metarep run``); ``learner``: in ``MetaLearner``.
+    - ``learned_lr``: step sizes the method learns in the outer loop (``MetaLearner`` only):
+      ``"per_parameter"`` (Meta-SGD), ``"scalar"``, or ``None`` (``learn_inner_lr=True`` adds a scalar).
+    - ``start``: ``(θ_a, Z_in, y_in) -> φ_0``, the inner loop's starting point from one task's support
+      set (ProtoNets' prototype head); ``None``: ``θ_a``. ``inner_loop``: whether training takes
+      inner steps (``False``: only ``start``; test-time steps fine-tune from it).
+    - ``losses``: the ``MetaLearner`` losses it is defined for (``None``: any).
     """
 
     name: str
@@ -87,6 +94,10 @@ class MethodSpec:
     series_overrides: Callable[[Any], tuple[str, ...]] = field(default=lambda scale: ())
     harness: bool = True
     learner: bool = True
+    learned_lr: str | None = None
+    start: Callable | None = None
+    inner_loop: bool = True
+    losses: tuple[str, ...] | None = None
 
     def __post_init__(self) -> None:
         def need(ok: bool, key: str, allowed: str) -> None:
@@ -104,6 +115,8 @@ class MethodSpec:
         need(self.kind == "baseline" or self.order is not None, "order", "set for a meta-learning method")
         need(self.kind == "meta" or not self.harness or self.stepper is not None, "stepper", "set for a baseline")
         need(self.expected_grad is None or "infinite" in self.regimes, "regimes", "to include infinite")
+        need(self.learned_lr is None or self.learned_lr in LEARNED_LR, "learned_lr", f"None or {LEARNED_LR}")
+        need(not (self.harness and (self.learned_lr or self.start)), "harness", "False with learned_lr or start")
 
     @property
     def is_meta(self) -> bool:
