@@ -335,7 +335,7 @@ def test_maml_init_and_preset(tmp_path):
     features, head = sinusoid_net(seed=0, init="maml")
     weights = torch.cat([m.weight.detach().flatten() for m in [*features, head] if isinstance(m, torch.nn.Linear)])
     assert float(weights.abs().max()) <= 0.02 and 0.007 < float(weights.std()) < 0.01  # truncation shrinks std
-    assert all(float(m.bias.abs().max()) == 0 for m in [*features, head] if isinstance(m, torch.nn.Linear))
+    assert all(float(m.bias.detach().abs().max()) == 0 for m in [*features, head] if isinstance(m, torch.nn.Linear))
     out = tmp_path / "p"
     args = ["--preset", "maml", "--iterations", "2", "--test-tasks", "10", "--shots", "5", "--methods", "maml"]
     res = invoke("sinusoid", *args, "--steps", "0,1", "--out", str(out))

@@ -29,7 +29,7 @@ SIN_K = 2  # dimension of the sinusoid family's span
 GRID = 200  # inputs of the sinusoid probe
 
 
-METHODS = ("pretrain", "fo_anil", "anil", "fo_maml", "maml", "reptile")  # the baseline first
+METHODS = ("pretrain", "fo_anil", "anil", "fo_maml", "maml", "reptile", "metasgd")  # the baseline first
 
 
 def sinusoid_reference(x: torch.Tensor) -> torch.Tensor:
