@@ -49,6 +49,7 @@ class Scale:
     relu_tasks: int
     relu_steps: int
     multitask_steps: int
+    pools: tuple[int, ...] = (500, 1000, 2000)  # pool sizes N of the finite-pool floor (experiment `finite`)
 
 
 @dataclass(frozen=True)

@@ -1,4 +1,5 @@
-"""The paper's seven experiments (MATH.md §5, §7), declared on :mod:`..framework`.
+"""The paper's seven experiments (MATH.md §5, §7) and one beyond it, the finite-pool floor (``finite``,
+MATH.md §8), declared on :mod:`..framework`.
 
 Each experiment names its runs and turns them into numbers, a figure and prose; every prediction it
 shows is computed from the config of its runs (:mod:`.setting`), and the method lists come from
@@ -8,6 +9,7 @@ the method registry (:mod:`metarep.methods.registry`).
 from __future__ import annotations
 
 from ..framework import Experiment, Study
+from .finite import FINITE
 from .learning import LEARNING, UNLEARNING
 from .methods import ADAPTATION, METHODS
 from .relu import RELU
@@ -17,7 +19,7 @@ from .width import ALPHA, WIDTH
 __all__ = ["EXPERIMENTS", "FULL", "PAPER", "QUICK", "QUICK_NOTE"]
 
 EXPERIMENTS: dict[str, Experiment] = {
-    e.name: e for e in (LEARNING, UNLEARNING, METHODS, ADAPTATION, WIDTH, ALPHA, RELU)
+    e.name: e for e in (LEARNING, UNLEARNING, METHODS, ADAPTATION, WIDTH, ALPHA, RELU, FINITE)
 }
 
 PAPER = Study(
