@@ -139,8 +139,8 @@ def test_a_run_stops_at_its_pools_floor(make_cfg):
 
 
 def test_predictions_scale_like_one_over_root_n_and_one_over_alpha(make_cfg):
-    """The floors ∝ r/(αb) with r = √(n v/N) (MATH.md §8.3): ×4 tasks halves the outward part, ×2 α halves both
-    parts at fixed b, v and γ... except that γ does not depend on α, so the row-space part also halves."""
+    """The floors ∝ r/(αb) with r = √(n v/N) (MATH.md §8.3): four times the tasks halve the outward part and
+    quarter the row-space part; twice α halves both (γ, v and b do not depend on α); β does not enter."""
     base = ("task.d=12", "data.tasks=1000")
     a, b = finite_floor(make_cfg(*base)), finite_floor(make_cfg("task.d=12", "data.tasks=4000"))
     assert b["predicted_perp_floor"] == pytest.approx(a["predicted_perp_floor"] / 2, rel=1e-9)

@@ -6,6 +6,7 @@ import math
 from dataclasses import dataclass, field
 
 import numpy as np
+from matplotlib.ticker import NullFormatter
 
 from ...config import Config, load_config
 from ...theory_finite import finite_floor
@@ -100,24 +101,20 @@ def floor_data(res: Results) -> FloorData:
 def draw_floor(fig, data: FloorData) -> None:
     axes = fig.subplots(1, 2)
     settings = list(dict.fromkeys(p.setting for p in data.points))
+    pools = sorted({p.config.data.tasks for p in data.points})
     for ax, (key, _, title) in zip(axes, METRICS):
         for i, name in enumerate(settings):
             pts = sorted((p for p in data.points if p.setting == name), key=lambda p: p.config.data.tasks)
             n = [p.config.data.tasks for p in pts]
-            ax.errorbar(
-                n,
-                [p.mean[key] for p in pts],
-                yerr=[p.std[key] for p in pts],
-                color=f"C{i}",
-                marker="o",
-                ls="none",
-                capsize=3,
-                label=f"{name} (d={pts[0].config.task.d}): measured",
-            )
-            ax.plot(n, [p.predicted[key] for p in pts], color=f"C{i}", ls="--", lw=1.2, label="predicted")
+            mean, std = [p.mean[key] for p in pts], [p.std[key] for p in pts]
+            label = f"{name} (d={pts[0].config.task.d})"
+            ax.errorbar(n, mean, yerr=std, color=f"C{i}", marker="o", ls="none", capsize=3, label=label)
+            ax.plot(n, [p.predicted[key] for p in pts], color=f"C{i}", ls="--", lw=1.2)
         ax.set_xscale("log"), ax.set_yscale("log")
+        ax.set_xticks(pools, [f"{n:g}" for n in pools], minor=False)
+        ax.xaxis.set_minor_formatter(NullFormatter())
         ax.set_xlabel("tasks in the pool N")
-        ax.set_title(f"floor of {title} (dashed: predicted, MATH.md §8)")
+        ax.set_title(f"floor of {title} (points: measured; dashed: predicted)", fontsize=10)
         ax.legend(fontsize=7)
 
 

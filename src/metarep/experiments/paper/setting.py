@@ -41,7 +41,7 @@ QUICK = Scale(
     relu_tasks=500,
     relu_steps=200,
     multitask_steps=40,
-    pools=(500, 1000, 2000),
+    pools=(500, 1000),
 )
 QUICK_NOTE = f" (quick: a smaller version of the paper's d = {FULL.d}, N = {FULL.tasks})"
 HUGE_M_IN = 10**9  # stands for m_in = ∞ (b ≈ 0)
