@@ -129,7 +129,8 @@ def plot_dynamics(history: list[dict], summary: dict, title: str, path: str | Pa
     """Signal eigenvalues and ``‖B⊥ᵀB‖₂²`` over the steps, with the predicted limits drawn in.
 
     Left: eigenvalues of ``B*ᵀBBᵀB*`` (solid) and their predicted limits (dashed).
-    Right, log–log: ``‖B⊥ᵀB_t‖₂²`` and the predicted asymptote ``C / t`` (dashed).
+    Right, log–log: ``‖B⊥ᵀB_t‖₂²`` and the predicted asymptote ``C / t`` (dashed); with a finite pool
+    also ``‖B⊥ᵀB_t‖_F²`` and the predicted floors of both (dotted, MATH.md §8).
     """
     steps = [r["step"] for r in history]
     k = len(summary["signal_eigs"])
@@ -151,8 +152,16 @@ def plot_dynamics(history: list[dict], summary: dict, title: str, path: str | Pa
         ax2.loglog(xs, ys, color="C3", lw=1.6, label=r"$\|B_\perp^\top B_t\|_2^2$")
         c = summary["predicted_perp_rate"]
         ax2.loglog(xs, [c / s for s in xs], color="k", ls="--", lw=1, label=f"predicted {c:.3g} / t")
-        ax2.set_ylim(min(min(ys), c / xs[-1]) / 3, max(ys) * 3)
-        ax2.legend(loc="lower left")
+        lo, hi = min(min(ys), c / xs[-1]), max(ys)
+        floor, fro_floor = summary.get("predicted_perp_floor"), summary.get("predicted_perp_fro_floor")
+        if floor and fro_floor:  # a finite pool: the predicted floors (MATH.md §8)
+            fro = [r["perp_fro2"] for s, r in zip(steps, history) if s > 0 and r["perp_norm2"] > 0]
+            ax2.loglog(xs, fro, color="C0", lw=1.2, alpha=0.8, label=r"$\|B_\perp^\top B_t\|_F^2$")
+            ax2.axhline(floor, color="C3", ls=":", lw=1.2, label=f"predicted floor {floor:.3g}")
+            ax2.axhline(fro_floor, color="C0", ls=":", lw=1.2, label=f"predicted floor {fro_floor:.3g}")
+            lo, hi = min(lo, floor), max(hi, *fro)
+        ax2.set_ylim(lo / 3, hi * 3)
+        ax2.legend(loc="lower left", fontsize=7.5)
     ax2.set_xlabel("step")
     ax2.set_title("unlearning: energy outside span(B*)")
     box = _predictions_text(summary)

@@ -30,6 +30,7 @@ from .runtime import torch_threads
 from .stepsizes import step_size_advice
 from .tasks import FreshTasks, LinearRepTasks, TaskPool
 from .theory import predictions
+from .theory_finite import floor_predictions
 
 DTYPES = {"float32": torch.float32, "float64": torch.float64}
 
@@ -245,6 +246,8 @@ def _summary(cfg: Config, history: list[dict], status: str, wall: float) -> dict
         "signal_eigs": [last[f"signal_eig_{j}"] for j in range(1, k + 1)],
     }
     out.update(predictions(cfg))
+    if not (cfg.infinite or cfg.data.fresh):  # a fixed pool: the floor of unlearning (MATH.md §8)
+        out.update(floor_predictions(cfg))
     for key in SCALAR_METRICS:
         out[key] = last[key]
     out["wall_seconds"] = wall

@@ -10,7 +10,7 @@ from .common import PROGRESS, Interrupts, check_scheduler, fail, prepare_out
 
 MAX_SEEDS = 10_000
 # the names of metarep.experiments.EXPERIMENTS, for the help without importing torch (a test keeps them equal)
-EXPERIMENT_NAMES = ("learning", "unlearning", "methods", "adaptation", "width", "alpha", "relu", "fewshot")
+EXPERIMENT_NAMES = ("learning", "unlearning", "methods", "adaptation", "width", "alpha", "relu", "finite", "fewshot")
 
 
 def reproduce(

@@ -119,6 +119,11 @@ def _report(result, out_dir: Path) -> None:
         f"  perp_norm2        {s['perp_norm2']:.4g}   (t * perp_norm2 = {s['perp_rate']:.4g}, "
         f"predicted -> {s['predicted_perp_rate']:.4g})"
     )
+    if s.get("predicted_perp_floor") is not None:
+        typer.echo(
+            f"  floor (N tasks)   predicted perp_norm2 -> {s['predicted_perp_floor']:.4g}, "
+            f"perp_fro2 -> {s['predicted_perp_fro_floor']:.4g} (now {s['perp_fro2']:.4g})"
+        )
     typer.echo(f"  subspace_sin      {s['subspace_sin']:.4g}")
     typer.echo(f"  effective_rank    {s['effective_rank']:.4g}")
     if "predicted_risk_m_in" in s:

@@ -23,8 +23,12 @@ def theory(
     cfg = load_config(config, set_)
     ms = m_list(m_test)
     from ..theory import report
+    from ..theory_finite import floor_predictions
 
     rep = report(cfg, ms)
+    if not cfg.infinite:
+        rep["tasks"] = cfg.data.tasks
+        rep.update(floor_predictions(cfg))
     typer.echo(json.dumps(rep, indent=2) if json_out else format_report(rep))
 
 
@@ -55,6 +59,7 @@ def format_report(rep: dict) -> str:
         f"  rank of B_∞                      {rep['predicted_rank']}",
         f"  lim t·‖B⊥ᵀB_t‖₂² (unlearning)    {rep['predicted_perp_rate']:.4g}",
         "",
+        *_floor_lines(rep),
         "excess risk E‖θ̂ − θ‖² on a new task with m samples ('-': infinite or undefined):",
         f"  {'m':>6}  {'one step at limit':>17}  {'oracle':>9}  {'scratch':>9}",
     ]
@@ -78,3 +83,21 @@ def format_report(rep: dict) -> str:
         if rep.get("step_size_advice"):
             lines.append(f"  advice: {rep['step_size_advice']}")
     return "\n".join(lines)
+
+
+def _floor_lines(rep: dict) -> list[str]:
+    """The finite-pool floor (MATH.md §8), when the config has a pool of N tasks."""
+    if "tasks" not in rep:
+        return []
+    head = f"finite pool of N = {rep['tasks']} tasks: floor of unlearning (MATH.md §8)"
+    if rep.get("predicted_perp_floor") is None:
+        return [head, f"  not predicted: {rep['floor_note']}", ""]
+    return [
+        head,
+        f"  floor of ‖B⊥ᵀB‖₂²                {rep['predicted_perp_floor']:.4g}",
+        f"  floor of ‖B⊥ᵀB‖_F²               {rep['predicted_perp_fro_floor']:.4g}"
+        f"  (outward {rep['floor_outward']:.4g} + row space of B*ᵀB {rep['floor_rowspace']:.4g})",
+        f"  noise radius r = √((d−k) v / N)  {rep['floor_radius']:.4g}",
+        f"  steps to reach it (12/(αβr))     {rep['floor_steps']:.0f}",
+        "",
+    ]

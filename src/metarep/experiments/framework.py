@@ -65,6 +65,7 @@ class Scale:
     relu_steps: int
     multitask_steps: int
     fewshot: FewshotScale = FewshotScale()
+    pools: tuple[int, ...] = (500, 1000, 2000)  # pool sizes N of the finite-pool floor (experiment `finite`)
 
 
 @dataclass(frozen=True)

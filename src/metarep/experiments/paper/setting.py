@@ -26,6 +26,7 @@ FULL = Scale(
     relu_tasks=2000,
     relu_steps=1000,
     multitask_steps=50,
+    pools=(500, 1000, 2000, 5000, 10000, 20000, 50000),
 )
 QUICK = Scale(
     d=20,
@@ -50,6 +51,7 @@ QUICK = Scale(
         inner_steps=2,
         max_seeds=2,
     ),
+    pools=(500, 1000),
 )
 QUICK_NOTE = f" (quick: a smaller version of the paper's d = {FULL.d}, N = {FULL.tasks})"
 HUGE_M_IN = 10**9  # stands for m_in = ∞ (b ≈ 0)
