@@ -27,7 +27,7 @@ def plot_demo(runs: dict[str, tuple[list[dict], dict]], alpha: float, tasks: int
     ax1.loglog(xs, [c / x for x in xs], color="k", ls="--", lw=1, label=f"theory for N = ∞, large t: {c:.3g} / t")
     floor = fin_sum.get("predicted_perp_floor")
     if floor is not None:
-        ax1.axhline(floor, color="C3", ls=":", lw=1.2, label=f"predicted floor of the pool: {floor:.2g}")
+        ax1.axhline(floor, color="C3", ls=":", lw=1.2, label=f"predicted floor of the pool: {floor:.3g}")
     ax1.set_xlabel("outer step t")
     ax1.set_ylabel(r"$\|B_\perp^\top B_t\|_2^2$ (energy outside span $B_*$)")
     ax1.set_title("unlearning: C/t with infinitely many tasks, a floor with N tasks", fontsize=10)
