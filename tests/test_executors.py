@@ -266,7 +266,13 @@ def assert_same_runs(specs, store, reference_store) -> None:
     for spec in specs:
         key = spec.key()
         got, want = numbers(store / key), numbers(reference_store / key)
-        assert got == want, key
+        diff = {
+            f"{part}.{k}": (got[part].get(k), want[part].get(k))
+            for part in ("summary", "config")
+            for k in set(got[part]) | set(want[part])
+            if got[part].get(k) != want[part].get(k)
+        }
+        assert got == want, (key, diff)  # the differing summary/config keys, when those differ
 
 
 @pytest.mark.slow
