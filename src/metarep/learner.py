@@ -40,7 +40,6 @@ from typing import Any
 import torch
 from torch import nn
 from torch.func import functional_call, vmap
-from tqdm.auto import tqdm
 
 from . import engine, inner
 from .batch import TaskBatch
@@ -55,6 +54,7 @@ from .network import (
     resolve_keys,
     strip,
 )
+from .progress import progress_bar
 
 Params = engine.Params
 LossFn = engine.Loss
@@ -261,7 +261,7 @@ class MetaLearner(HyperParameters):
         self.optimizer_ = getattr(self, "optimizer_", None) or self._make_optimizer()
         self.history_ = getattr(self, "history_", [])
         self.n_iter_ = getattr(self, "n_iter_", 0)
-        bar = tqdm(total=iterations, disable=None if progress is None else not progress, desc=self.method, leave=False)
+        bar = progress_bar(iterations, enabled=progress, desc=self.method, unit="step")
         try:
             done = 0
             while iterations is None or done < iterations:

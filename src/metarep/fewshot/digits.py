@@ -25,11 +25,11 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
-from tqdm.auto import tqdm
 
 from .. import diagnostics as dg
 from ..learner import MetaLearner
 from ..methods import registry
+from ..progress import progress_bar
 from ..stats import mean_ci
 from ._util import need, spawn_seeds, torch_threads, tune_inner_lr, validate_meta_options
 from .backbones import BACKBONES, backbone
@@ -153,9 +153,7 @@ def pretrain_classifier(
     losses = []
     if on_step is not None:
         on_step(0)
-    for step in tqdm(
-        range(cfg.iterations), disable=None if progress is None else not progress, desc="pretrain", leave=False
-    ):
+    for step in progress_bar(iterable=range(cfg.iterations), enabled=progress, desc="pretrain", unit="step"):
         idx = torch.randint(len(data.labels), (batch,), generator=generator)
         loss = F.cross_entropy(head(features(data.images[idx])), data.labels[idx])
         opt.zero_grad(set_to_none=True)
