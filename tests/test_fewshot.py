@@ -14,11 +14,11 @@ from typer.testing import CliRunner
 
 from metarep.cli import app
 from metarep.fewshot import ClassImages, EpisodeSampler, SinusoidTasks, load_digits, load_image_folder
-from metarep.fewshot._util import torch_threads
 from metarep.fewshot.backbones import conv_net
 from metarep.fewshot.digits import FewShotConfig, run_fewshot, split_by_class
 from metarep.fewshot.images import rotate_classes
 from metarep.fewshot.sinusoid import SinusoidConfig, make_learner, run_sinusoid, sinusoid_net
+from metarep.runtime import torch_threads
 
 
 @pytest.fixture(autouse=True)

@@ -9,9 +9,9 @@ from conftest import gen
 from torch import nn
 from torch.func import functional_call
 
-from metarep.fewshot._util import torch_threads
 from metarep.learner import MetaLearner
 from metarep.methods.protonet import prototypes, squared_euclidean_logits
+from metarep.runtime import torch_threads
 from metarep.tasks import TaskBatch
 
 ATOL = 1e-10  # float64 sums of a few hundred terms of size O(1): rounding stays below 1e-13

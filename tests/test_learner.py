@@ -11,10 +11,11 @@ from conftest import gen
 from torch import nn
 from torch.func import functional_call
 
-from metarep.fewshot._util import torch_threads, tune_inner_lr
+from metarep.fewshot._util import tune_inner_lr
 from metarep.learner import MetaLearner
 from metarep.methods import outer_grad_fn, registry
 from metarep.models import LinearParams
+from metarep.runtime import torch_threads
 from metarep.stats import mean_ci
 from metarep.tasks import LinearRepTasks, TaskBatch
 

@@ -30,8 +30,9 @@ from .. import diagnostics as dg
 from ..learner import MetaLearner
 from ..methods import registry
 from ..progress import progress_bar
+from ..runtime import torch_threads
 from ..stats import mean_ci
-from ._util import need, spawn_seeds, torch_threads, tune_inner_lr, validate_meta_options
+from ._util import need, spawn_seeds, tune_inner_lr, validate_meta_options
 from .backbones import BACKBONES, backbone
 from .episodes import EpisodeSampler
 from .images import ClassImages, rotate_classes
@@ -176,7 +177,7 @@ def run_fewshot(
 ) -> FewShotResult:
     """Meta-train each method on episodes of ``train``'s classes, the baseline as a classifier of them,
     and score all on the same ``cfg.test_tasks`` episodes of ``test``'s classes."""
-    with torch_threads(threads):
+    with torch_threads(threads or 0):  # None: leave the count
         return _run_fewshot(train, test, cfg, progress, dataset)
 
 

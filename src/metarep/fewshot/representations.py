@@ -21,7 +21,8 @@ from typing import Any
 import torch
 
 from .. import diagnostics as dg
-from ._util import torch_threads, tune_inner_lr
+from ..runtime import torch_threads
+from ._util import tune_inner_lr
 
 # ``sizes`` below: any dataclass with the fields of metarep.experiments.framework.FewshotScale
 SHOTS = 10  # the sinusoid's K

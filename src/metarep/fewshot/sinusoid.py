@@ -26,8 +26,9 @@ from .. import inner
 from ..batch import TaskBatch
 from ..learner import MetaLearner
 from ..methods import registry
+from ..runtime import torch_threads
 from ..stats import mean_ci
-from ._util import need, spawn_seeds, torch_threads, tune_inner_lr, validate_meta_options
+from ._util import need, spawn_seeds, tune_inner_lr, validate_meta_options
 
 
 @dataclass(frozen=True)
@@ -216,7 +217,7 @@ def run_sinusoid(
     tasks = SinusoidTasks()
     grid = torch.linspace(*tasks.x_range, 200)[:, None]
     rows, curves, seconds = [], {}, {}
-    with torch_threads(threads):
+    with torch_threads(threads or 0):  # None: leave the count
         for K in cfg.shots:
             queries = K if cfg.test_queries is None else cfg.test_queries
             test, amp, phase = tasks.sample(cfg.test_tasks, K, queries, _generator(seeds["test"] + K))
