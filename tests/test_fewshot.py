@@ -2,6 +2,7 @@
 `metarep fewshot` end to end with tiny settings (outputs, and one-line errors with exit code 2)."""
 
 import csv
+import dataclasses
 import json
 import math
 
@@ -348,7 +349,8 @@ def test_maml_init_and_preset(tmp_path):
 
 def test_mse_figure_labels_the_shared_y_axis_once(monkeypatch, tmp_path):
     import metarep.plots
-    from metarep.fewshot.sinusoid import SinusoidResult, plot_mse
+    from metarep.fewshot.sinusoid import SinusoidResult
+    from metarep.fewshot.sinusoid_plots import plot_mse
 
     figs = []
     monkeypatch.setattr(metarep.plots, "save_figure", lambda fig, path: figs.append(fig))
@@ -364,3 +366,49 @@ def test_mse_figure_labels_the_shared_y_axis_once(monkeypatch, tmp_path):
     left, right = figs[0].axes
     assert left.get_ylabel() and not right.get_ylabel()  # no label to collide with the next panel
     assert right.get_shared_y_axes().joined(left, right)
+
+
+def test_sinusoid_diagnostics_track_the_same_training(tmp_path):
+    """--diagnostics measures the features on the probe without changing the training: the scores equal a
+    run without it; the energy outside span{sin, cos} equals a direct least-squares residual; the angles
+    include the true span."""
+    from metarep.diagnostics import features_of
+    from metarep.fewshot.sinusoid import SPAN, sinusoid_probe, sinusoid_reference
+
+    cfg = SinusoidConfig(shots=(5,), methods=("fo_anil",), iterations=6, test_tasks=12, eval_steps=(0, 1))
+    plain = run_sinusoid(cfg, plot_tasks=0)
+    tracked = run_sinusoid(dataclasses.replace(cfg, diagnostics_every=4), plot_tasks=0)
+    assert plain.rows == tracked.rows  # same training, same test scores
+    rows = tracked.diagnostics[5]["fo_anil"]
+    assert [r["step"] for r in rows] == [0, 4, 6]
+    # the last row equals a direct computation on the final features
+    learner = make_learner("fo_anil", cfg, tracked.seeds["init"])
+    stream = SinusoidTasks().batches(cfg.meta_batch, 5, 5, torch.Generator().manual_seed(tracked.seeds["train"] + 5))
+    learner.fit(stream, iterations=6, progress=False)
+    probe = sinusoid_probe(SinusoidTasks())
+    phi = features_of(learner, probe.X).double()
+    phi = phi - phi.mean(0)
+    ref = sinusoid_reference(probe.X[0, :, 0]).double()
+    ref = ref - ref.mean(0)
+    resid = phi - ref @ torch.linalg.lstsq(ref, phi).solution
+    assert rows[-1]["energy_outside_reference"] == pytest.approx(float((resid**2).sum() / (phi**2).sum()), rel=1e-4)
+    pairs = {(a["a"], a["b"]) for a in tracked.angles[5]}
+    assert pairs == {("pretrain", "fo_anil"), ("pretrain", SPAN), ("fo_anil", SPAN)}
+
+
+@pytest.mark.slow
+def test_cli_sinusoid_diagnostics_writes_per_shot_folders(tmp_path):
+    out = tmp_path / "s"
+    res = invoke(
+        "sinusoid", "--shots", "5,10", "--methods", "anil", "--iterations", "4", "--test-tasks", "12",
+        "--steps", "1", "--diagnostics", "--out", str(out),
+    )  # fmt: skip
+    assert res.exit_code == 0, res.output
+    assert "energy outside the task span" in res.output and "diagnostics_K10/" in res.output
+    for K in (5, 10):
+        for name in ("diagnostics.csv", "angles.csv", "diagnostics.png"):
+            assert (out / f"diagnostics_K{K}" / name).stat().st_size > 0
+        rows = list(csv.DictReader((out / f"diagnostics_K{K}" / "diagnostics.csv").open()))
+        assert {r["method"] for r in rows} == {"pretrain", "anil"}
+    summary = json.loads((out / "results.json").read_text())
+    assert set(summary["diagnostics"]) == {"5", "10"} and summary["config"]["diagnostics_every"] == 1

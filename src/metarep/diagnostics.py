@@ -272,12 +272,16 @@ def save_tracked(
 
 def summary_lines(tracked: Mapping[str, list[dict[str, float]]], k: int, label=lambda m: m) -> list[str]:
     """A table for a terminal: each method's effective rank, top-``k`` energy and head norm, first -> last."""
+    columns = {"effective_rank": "effective rank", "energy_outside_topk": f"energy outside top-{k}"}
+    if any(math.isfinite(r["energy_outside_reference"]) for rows in tracked.values() for r in rows):
+        columns["energy_outside_reference"] = "energy outside the task span"
+    columns["head_norm"] = "head norm"
     lines = [
         f"  features of held-out tasks, first -> last measurement (k = {k}):",
-        f"  {'':18}{'effective rank':>22}{f'energy outside top-{k}':>26}{'head norm':>22}",
+        f"  {'':18}" + "".join(f"{title:>{max(22, len(title) + 4)}}" for title in columns.values()),
     ]
     for method, rows in tracked.items():
         a, b = rows[0], rows[-1]
-        cells = [f"{a[key]:.3g} -> {b[key]:.3g}" for key in ("effective_rank", "energy_outside_topk", "head_norm")]
-        lines.append(f"  {label(method):18}{cells[0]:>22}{cells[1]:>26}{cells[2]:>22}")
+        cells = [f"{f'{a[key]:.3g} -> {b[key]:.3g}':>{max(22, len(t) + 4)}}" for key, t in columns.items()]
+        lines.append(f"  {label(method):18}" + "".join(cells))
     return lines

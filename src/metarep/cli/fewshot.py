@@ -75,6 +75,12 @@ def sinusoid(
     init: str | None = typer.Option(None, "--init", help="torch (PyTorch's default) or maml (std 0.01, zero bias)."),
     inner_optimizer: str = INNER_OPTIMIZER,
     learn_inner_lr: bool = LEARN_INNER_LR,
+    diagnostics: bool = typer.Option(
+        False,
+        "--diagnostics",
+        help="Track representation diagnostics over training (features of 200 inputs, energy outside "
+        "span{sin, cos}): diagnostics_K*/diagnostics.csv, angles.csv, diagnostics.png.",
+    ),
     seed: int = typer.Option(0, "--seed", help="One seed: initialisation, training and test tasks."),
     out: Path | None = typer.Option(None, "--out", help="Output folder [default: runs/fewshot-sinusoid]."),
     quick: bool = QUICK,
@@ -82,14 +88,8 @@ def sinusoid(
     progress: bool | None = PROGRESS,
 ) -> None:
     """Sinusoid regression (MAML's benchmark): test MSE after 0/1/10 steps vs a pretrained baseline."""
-    from ..fewshot.sinusoid import (
-        PRESET_TEST_QUERIES,
-        PRESETS,
-        SinusoidConfig,
-        method_label,
-        run_sinusoid,
-        save_sinusoid,
-    )
+    from ..fewshot.sinusoid import PRESET_TEST_QUERIES, PRESETS, SPAN_K, SinusoidConfig, method_label, run_sinusoid
+    from ..fewshot.sinusoid_plots import save_sinusoid
 
     if preset is not None and preset not in PRESETS:
         fail(f"--preset: must be one of {', '.join(PRESETS)}, got {preset!r}")
@@ -115,6 +115,8 @@ def sinusoid(
     )
     if preset is not None and test_queries is None:
         cfg = dataclasses.replace(cfg, test_queries=PRESET_TEST_QUERIES[preset])
+    if diagnostics:  # about 25 measurements over training
+        cfg = dataclasses.replace(cfg, diagnostics_every=max(1, cfg.iterations // 25))
     within_limits(lambda: limits.check_sinusoid(cfg))
     out_dir = fewshot_out(out, "fewshot-sinusoid")
     t0 = time.perf_counter()
@@ -137,12 +139,14 @@ def sinusoid(
                 else:
                     cells.append(f"{r['mse']:.3f} ± {r['ci95']:.3f}{note}")
             typer.echo("  " + f"{method_label(method):20}" + "".join(f"{c:>26}" for c in cells))
+        if K in result.diagnostics:
+            from ..diagnostics import summary_lines
+
+            typer.echo("\n".join(summary_lines(result.diagnostics[K], SPAN_K, method_label)))
     typer.echo("  (per task: median MSE and the count of diverged tasks are in results.csv)")
-    typer.echo(
-        f"done in {time.perf_counter() - t0:.0f} s -> {out_dir} (results.json, results.csv, mse.png, "
-        + ", ".join(f"curves_K{K}.png" for K in cfg.shots)
-        + ")"
-    )
+    files = ["results.json", "results.csv", "mse.png"] + [f"curves_K{K}.png" for K in cfg.shots]
+    files += [f"diagnostics_K{K}/" for K in result.diagnostics]
+    typer.echo(f"done in {time.perf_counter() - t0:.0f} s -> {out_dir} ({', '.join(files)})")
 
 
 @fewshot_app.command()

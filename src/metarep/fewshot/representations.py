@@ -18,50 +18,35 @@ import math
 from dataclasses import asdict
 from typing import Any
 
-import torch
-
-from .. import diagnostics as dg
 from ..runtime import torch_threads
-from ._util import tune_inner_lr
 
 # ``sizes`` below: any dataclass with the fields of metarep.experiments.framework.FewshotScale
 SHOTS = 10  # the sinusoid's K
-SIN_K = 2  # dimension of the sinusoid family's span
-GRID = 200  # inputs of the sinusoid probe
 
-
-METHODS = ("pretrain", "fo_anil", "anil", "fo_maml", "maml", "reptile", "metasgd")  # the baseline first
-
-
-def sinusoid_reference(x: torch.Tensor) -> torch.Tensor:
-    """``(n,) -> (n, 2)``: ``sin x, cos x``, the functions every sinusoid task is a combination of."""
-    return torch.stack([torch.sin(x), torch.cos(x)], 1)
+SINUSOID_METHODS = ("pretrain", "fo_anil", "anil", "fo_maml", "maml", "reptile", "metasgd")  # the baseline first
+DIGIT_METHODS = SINUSOID_METHODS + ("protonet",)  # prototypes classify; they do not regress
+METHODS = DIGIT_METHODS  # every method measured
 
 
 def measure_sinusoid(sizes: Any, seed: int, names: tuple[str, ...]) -> dict[str, Any]:
-    """Train each method on sinusoid tasks (K = 10), tracking the diagnostics; score the 1-step test MSE."""
-    from .sinusoid import BASELINE_LR_GRID, SinusoidConfig, SinusoidTasks, _generator, _seeds, make_learner
+    """Train each method on sinusoid tasks (K = 10), tracking the diagnostics (:func:`.sinusoid.run_sinusoid`
+    with ``diagnostics_every``); score the 1-step test MSE (infinite where a test task diverged)."""
+    from .sinusoid import SPAN, SinusoidConfig, run_sinusoid
 
-    cfg = SinusoidConfig(shots=(SHOTS,), methods=names[1:], iterations=sizes.sinusoid_steps, seed=seed)
-    seeds, tasks = _seeds(seed), SinusoidTasks()
-    x = torch.linspace(*tasks.x_range, GRID)
-    probe = dg.Probe(x[None, :, None], SIN_K, sinusoid_reference(x))
-    test = tasks.sample(sizes.test_tasks, SHOTS, 100, _generator(seeds["test"] + SHOTS))[0]
-    tracked, angles, truth, score = {}, {}, {}, {}
-    for method in names:
-        learner = make_learner(method, cfg, seeds["init"])
-        stream = tasks.batches(cfg.meta_batch, SHOTS, SHOTS, _generator(seeds["train"] + SHOTS))
-        every = max(1, sizes.sinusoid_steps // sizes.points)
-        tracked[method] = dg.fit_tracked(learner, stream, sizes.sinusoid_steps, every, probe)
-        phi = dg.features_of(learner, probe.X)
-        angles[method] = phi
-        truth[method] = float((dg.principal_angles(phi, probe.reference, SIN_K).sin() ** 2).mean())
-        if method == "pretrain":  # its best test-time step size, chosen on meta-training tasks
-            val = tasks.sample(200, SHOTS, 100, _generator(seeds["train"] + 10_000 + SHOTS))[0]
-            learner.set_params(inner_lr=tune_inner_lr(learner, val, BASELINE_LR_GRID, (1,))[1])
-        loss = learner.evaluate(test, steps=(1,))[1]["loss"]
-        score[method] = float(loss.mean()) if bool(torch.isfinite(loss).all()) else math.inf
-    return {"tracked": tracked, "angles": dg.angles_table(angles, SIN_K), "truth": truth, "score": score}
+    cfg = SinusoidConfig(
+        shots=(SHOTS,),
+        methods=names[1:],
+        iterations=sizes.sinusoid_steps,
+        eval_steps=(1,),
+        test_tasks=sizes.test_tasks,
+        seed=seed,
+        diagnostics_every=max(1, sizes.sinusoid_steps // sizes.points),
+    )
+    res = run_sinusoid(cfg, plot_tasks=0, threads=None)
+    angles = [a for a in res.angles[SHOTS] if SPAN not in (a["a"], a["b"])]
+    truth = {a["a"]: a["mean_sin2"] for a in res.angles[SHOTS] if a["b"] == SPAN}
+    score = {r["method"]: math.inf if r["mse"] is None else r["mse"] for r in res.rows}
+    return {"tracked": res.diagnostics[SHOTS], "angles": angles, "truth": truth, "score": score}
 
 
 def measure_digits(sizes: Any, seed: int, names: tuple[str, ...]) -> dict[str, Any]:
@@ -87,13 +72,12 @@ def measure_digits(sizes: Any, seed: int, names: tuple[str, ...]) -> dict[str, A
 
 
 def measure(sizes: Any, seed: int) -> dict[str, Any]:
-    """Both benchmarks for one seed, on one thread: ``{"sizes", "seed", "sinusoid", "digits"}``, JSON-able."""
-    names = METHODS
+    """Both benchmarks for one seed, on one thread: ``{"sizes", "seed", "sinusoid", "digits"}``, JSON-able;
+    each benchmark's ``methods`` lists what it measured (:data:`SINUSOID_METHODS`, :data:`DIGIT_METHODS`)."""
     with torch_threads(1):
         return {
             "sizes": asdict(sizes),
             "seed": seed,
-            "methods": list(names),
-            "sinusoid": measure_sinusoid(sizes, seed, names),
-            "digits": measure_digits(sizes, seed, names),
+            "sinusoid": {"methods": list(SINUSOID_METHODS), **measure_sinusoid(sizes, seed, SINUSOID_METHODS)},
+            "digits": {"methods": list(DIGIT_METHODS), **measure_digits(sizes, seed, DIGIT_METHODS)},
         }

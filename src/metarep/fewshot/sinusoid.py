@@ -15,13 +15,12 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Iterator
-from dataclasses import asdict, dataclass, field
-from pathlib import Path
+from dataclasses import dataclass, field
 
-import numpy as np
 import torch
 from torch import nn
 
+from .. import diagnostics as dg
 from .. import inner
 from ..batch import TaskBatch
 from ..learner import MetaLearner
@@ -83,6 +82,23 @@ class SinusoidTasks:
             yield self.sample(meta_batch, shots, queries, generator, dtype)[0]
 
 
+SPAN = "span{sin, cos}"  # every task is (A cos φ) sin x + (A sin φ) cos x: the family's true representation
+SPAN_K = 2
+
+
+def sinusoid_reference(x: torch.Tensor) -> torch.Tensor:
+    """``(n,) -> (n, 2)``: ``sin x, cos x``, the functions every sinusoid task is a combination of."""
+    return torch.stack([torch.sin(x), torch.cos(x)], 1)
+
+
+def sinusoid_probe(tasks: SinusoidTasks, points: int = 200) -> dg.Probe:
+    """Inputs of the representation diagnostics: ``points`` evenly spaced over ``x_range`` (one task,
+    ``X (1, points, 1)``), ``k = 2``, with :func:`sinusoid_reference` as the known truth: the features'
+    energy outside ``span{sin x, cos x}`` is the analogue of ``‖B⊥ᵀB‖²_F / ‖B‖²_F``."""
+    x = torch.linspace(*tasks.x_range, points)
+    return dg.Probe(x[None, :, None], SPAN_K, sinusoid_reference(x))
+
+
 INITS = ("torch", "maml")
 
 
@@ -138,9 +154,11 @@ class SinusoidConfig:
     init: str = "torch"
     inner_optimizer: str = "sgd"
     learn_inner_lr: bool = False
+    diagnostics_every: int = 0  # 0: no representation diagnostics
 
     def validate(self) -> None:
         validate_meta_options(self)
+        need(self.diagnostics_every >= 0, "--diagnostics", "a number of steps >= 0", self.diagnostics_every)
         need(
             len(self.shots) > 0 and all(isinstance(k, int) and k >= 1 for k in self.shots),
             "--shots",
@@ -171,6 +189,8 @@ class SinusoidResult:
     curves: dict[int, dict]  # shots -> plotting data
     train_seconds: dict[str, float] = field(default_factory=dict)
     seeds: dict[str, int] = field(default_factory=dict)
+    diagnostics: dict[int, dict[str, list[dict]]] = field(default_factory=dict)  # K -> method -> dg.fit_tracked rows
+    angles: dict[int, list[dict]] = field(default_factory=dict)  # K -> dg.angles_table rows, SPAN included
 
 
 # The official MAML code's sinusoid protocol (github.com/cbfinn/maml, main.py and maml.py): 70,000
@@ -211,12 +231,16 @@ def run_sinusoid(
 
     The meta-learners adapt with their training step size ``cfg.inner_lr``; the baseline gets, for
     each number of steps, the best step size of :data:`BASELINE_LR_GRID` on 200 meta-training tasks.
+    With ``cfg.diagnostics_every``, training is :func:`metarep.diagnostics.fit_tracked` on
+    :func:`sinusoid_probe` (the same training), and the final features' principal angles to each other and
+    to :data:`SPAN` are kept.
     """
     cfg.validate()
     seeds = _seeds(cfg.seed)
     tasks = SinusoidTasks()
     grid = torch.linspace(*tasks.x_range, 200)[:, None]
-    rows, curves, seconds = [], {}, {}
+    probe = sinusoid_probe(tasks) if cfg.diagnostics_every else None
+    rows, curves, seconds, tracked, angles = [], {}, {}, {}, {}
     with torch_threads(threads or 0):  # None: leave the count
         for K in cfg.shots:
             queries = K if cfg.test_queries is None else cfg.test_queries
@@ -232,11 +256,19 @@ def run_sinusoid(
                         "y_true": tasks.function(amp[t : t + 1], phase[t : t + 1], grid[None])[0].tolist(),
                     }
                 )
+            features = {}
             for method in ("pretrain",) + tuple(cfg.methods):
                 learner = make_learner(method, cfg, seeds["init"])
                 stream = tasks.batches(cfg.meta_batch, K, K, _generator(seeds["train"] + K))
                 t0 = time.perf_counter()
-                learner.fit(stream, iterations=cfg.iterations, progress=progress)
+                if probe is None:
+                    learner.fit(stream, iterations=cfg.iterations, progress=progress)
+                else:
+                    every = cfg.diagnostics_every
+                    tracked.setdefault(K, {})[method] = dg.fit_tracked(
+                        learner, stream, cfg.iterations, every, probe, progress=progress
+                    )
+                    features[method] = dg.features_of(learner, probe.X)
                 seconds[f"{method}_K{K}"] = time.perf_counter() - t0
                 lrs = {s: cfg.inner_lr for s in cfg.eval_steps}
                 learned = [t.detach() for t in inner.step_size_tensors(learner.inner_lr_)]  # Meta-SGD, learned α
@@ -269,7 +301,9 @@ def run_sinusoid(
                     for t, pred in enumerate(preds):
                         pred[s] = learner.predict(grid, learner.adapt(test.X_in[t], test.y_in[t], steps=s)).tolist()
                 curves[K]["pred"][method] = preds
-    return SinusoidResult(cfg, rows, curves, seconds, seeds)
+            if probe is not None:
+                angles[K] = dg.angles_table({**features, SPAN: probe.reference}, SPAN_K)
+    return SinusoidResult(cfg, rows, curves, seconds, seeds, tracked, angles)
 
 
 BASELINE_LABEL = "pretrained baseline"
@@ -278,108 +312,3 @@ BASELINE_LABEL = "pretrained baseline"
 def method_label(method: str) -> str:
     """How tables and figures name ``method``: the registry's label, or :data:`BASELINE_LABEL` for ``pretrain``."""
     return BASELINE_LABEL if method == "pretrain" else registry.label(method)
-
-
-def plot_curves(result: SinusoidResult, K: int, path: str | Path) -> None:
-    """Adapted curves of a few test tasks: one column per method, one row per task."""
-    from ..plots import colormap, figure, save_figure
-
-    data = result.curves[K]
-    methods = list(data["pred"])
-    steps = sorted(result.config.eval_steps)
-    n_rows = len(data["tasks"])
-    fig = figure(figsize=(3.1 * len(methods), 2.6 * n_rows))
-    axes = fig.subplots(n_rows, len(methods), squeeze=False, sharex=True, sharey="row")
-    colors = colormap("plasma")(np.linspace(0.1, 0.8, len(steps)))
-    for r, task in enumerate(data["tasks"]):
-        for c, method in enumerate(methods):
-            ax = axes[r][c]
-            ax.plot(data["x"], task["y_true"], color="k", lw=2, label="true")
-            for s, col in zip(steps, colors):
-                ax.plot(
-                    data["x"],
-                    data["pred"][method][r][s],
-                    color=col,
-                    lw=1.3,
-                    ls="--" if s == 0 else "-",
-                    label=f"{s} step{'s' if s != 1 else ''}",
-                )
-            ax.scatter(task["x_support"], task["y_support"], color="k", marker="^", s=22, zorder=5, label=f"{K} shots")
-            if r == 0:
-                ax.set_title(method_label(method))
-            if c == 0:
-                ax.set_ylabel(f"A={task['amplitude']:.2f}, φ={task['phase']:.2f}")
-    handles, labels = axes[0][0].get_legend_handles_labels()
-    fig.legend(handles, labels, loc="lower center", ncol=len(labels), fontsize=8, bbox_to_anchor=(0.5, -0.03))
-    fig.suptitle(
-        f"Sinusoid regression, K = {K}: curves after 0 / 1 / 10 inner steps (α = {result.config.inner_lr})", fontsize=10
-    )
-    save_figure(fig, path)
-
-
-def plot_mse(result: SinusoidResult, path: str | Path) -> None:
-    """Test MSE (with its 95% interval) against the number of inner steps, one panel per K."""
-    from ..plots import figure, save_figure
-
-    shots = list(result.config.shots)
-    fig = figure(figsize=(5.2 * len(shots), 3.8), layout="constrained")
-    axes = fig.subplots(1, len(shots), squeeze=False, sharey=True)
-    for ax, K in zip(axes[0], shots):
-        for i, method in enumerate(result.curves[K]["pred"]):
-            rs = sorted(
-                (r for r in result.rows if r["shots"] == K and r["method"] == method and r["mse"] is not None),
-                key=lambda r: r["steps"],
-            )
-            ax.errorbar(
-                [r["steps"] for r in rs],
-                [r["mse"] for r in rs],
-                yerr=[r["ci95"] for r in rs],
-                marker="o",
-                capsize=3,
-                color="k" if method == "pretrain" else f"C{i}",
-                ls="--" if method == "pretrain" else "-",
-                label=method_label(method),
-            )
-            for r in result.rows:
-                if r["shots"] == K and r["method"] == method and r["mse"] is None:
-                    ax.annotate(
-                        f"{method_label(method)}: diverged on {r['diverged']} tasks",
-                        (r["steps"], 1.0),
-                        xycoords=("data", "axes fraction"),
-                        xytext=(0, -12 * (i + 1)),
-                        textcoords="offset points",
-                        ha="right",
-                        fontsize=7,
-                        color="k" if method == "pretrain" else f"C{i}",
-                    )
-        ax.set_yscale("log")
-        ax.set_xlabel("inner steps at test time")
-        if shots[0] == K:  # one y-label: shared axis, nothing to collide with the next panel
-            ax.set_ylabel("test MSE, mean (95% interval)")
-        ax.set_title(f"K = {K}, {result.config.test_tasks} test tasks")
-        ax.legend(fontsize=8)
-    save_figure(fig, path)
-
-
-def save_sinusoid(result: SinusoidResult, out_dir: str | Path) -> list[Path]:
-    """Write ``results.json``, ``results.csv``, ``mse.png`` and ``curves_K{K}.png`` atomically."""
-    from ..files import write_csv, write_result
-
-    out = Path(out_dir)
-    write_csv(out / "results.csv", result.rows)
-    plot_mse(result, out / "mse.png")
-    paths = [out / "results.csv", out / "mse.png"]
-    for K in result.config.shots:
-        plot_curves(result, K, out / f"curves_K{K}.png")
-        paths.append(out / f"curves_K{K}.png")
-    write_result(
-        out / "results.json",
-        {
-            "benchmark": "sinusoid",
-            "config": asdict(result.config),
-            "seeds": result.seeds,
-            "results": result.rows,
-            "train_seconds": result.train_seconds,
-        },
-    )
-    return [out / "results.json"] + paths

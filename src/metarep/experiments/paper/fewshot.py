@@ -27,11 +27,11 @@ def _label(m: str) -> str:
 
 def compute(scale: Scale, seeds: int, out: Path, progress: bool | None) -> list[dict]:
     """One measurement per seed (at most ``scale.fewshot.max_seeds``), made or reused from ``out/fewshot/``."""
-    from ...fewshot.representations import METHODS, measure
+    from ...fewshot.representations import DIGIT_METHODS, SINUSOID_METHODS, measure
     from ...files import write_json
 
     sizes = {k: v for k, v in asdict(scale.fewshot).items() if k != "max_seeds"}
-    key = hashlib.sha256(json.dumps([sizes, METHODS], sort_keys=True).encode()).hexdigest()[:12]
+    key = hashlib.sha256(json.dumps([sizes, SINUSOID_METHODS, DIGIT_METHODS], sort_keys=True).encode()).hexdigest()[:12]
     found = []
     for seed in range(min(seeds, scale.fewshot.max_seeds)):
         path = Path(out) / "fewshot" / f"{key}-seed{seed}.json"
@@ -93,10 +93,8 @@ def _bench(per_seed: list[dict], methods: list[str]) -> Bench:
 
 
 def aggregate(per_seed: list[dict]) -> FewshotData:
-    methods = per_seed[0]["methods"]
-    data = FewshotData(
-        len(per_seed), per_seed[0]["sizes"], {b: _bench([s[b] for s in per_seed], methods) for b in BENCHES}
-    )
+    benches = {b: _bench([s[b] for s in per_seed], per_seed[0][b]["methods"]) for b in BENCHES}
+    data = FewshotData(len(per_seed), per_seed[0]["sizes"], benches)
     for b, bench in data.benches.items():
         for m, (steps, mean, std) in bench.curves.items():
             for k in mean:
@@ -256,7 +254,7 @@ FEWSHOT = Experiment(
     "Representations of real few-shot networks",
     "As in the linear theory, FO-ANIL's features on real networks concentrate on a low-dimensional "
     "subspace and lose their energy outside the tasks' span; measured against ANIL, MAML, FO-MAML, "
-    "Reptile and pretraining on sinusoid regression and digits.",
+    "Reptile, Meta-SGD and pretraining on sinusoid regression and digits (and ProtoNets on digits).",
     lambda scale: [],
     aggregate,
     draw,
