@@ -26,7 +26,7 @@ import torch
 
 from .batch import TaskBatch
 from .tasks import LinearRepTasks, task_cov_diag
-from .theory import gammas, unlearning_b
+from .theory import gammas, lambda_star, unlearning_b
 
 MOMENT_DRAWS = 2**18  # Monte-Carlo draws of one task's signal coordinates
 GINIBRE_SEED = 20240  # fixed: the prediction is a deterministic function of the config
@@ -99,9 +99,12 @@ def pool_moments(
     return float((sa2 * y2).mean()) / m_in**2, tuple((sa2[:, None] * c**2).mean(0).tolist())
 
 
-def pool_noise(pool: TaskBatch, tasks: LinearRepTasks, alpha: float) -> tuple[torch.Tensor, torch.Tensor]:
-    """One sampled pool's noise at the limit (MATH.md §8.1): ``N⊥ = B⊥ᵀFB⊥`` ``(n, n)`` and
-    ``N_21 = B⊥ᵀFB*`` ``(n, k)``, float64, with ``F = mean_i g_out,i c_iᵀ`` at ``P_∞`` and head 0.
+def pool_noise(
+    pool: TaskBatch, tasks: LinearRepTasks, alpha: float
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """One sampled pool's noise at the limit (MATH.md §8.1): ``N⊥ = B⊥ᵀFB⊥`` ``(n, n)``,
+    ``N_21 = B⊥ᵀFB*`` ``(n, k)`` and ``N_11 = B*ᵀFB*`` ``(k, k)``, float64, with ``F = mean_i g_out,i c_iᵀ``
+    at ``P_∞`` and head 0.
 
     ``pool``: ``X_in (N, m_in, d)``, ``y_in (N, m_in)``, ``X_out (N, m_out, d)``, ``y_out (N, m_out)``.
     """
@@ -113,19 +116,23 @@ def pool_noise(pool: TaskBatch, tasks: LinearRepTasks, alpha: float) -> tuple[to
     u = ((c @ Bs) * g) @ Bs.T  # α P_∞ c_i with α P_∞ = B* diag(γ) B*ᵀ
     g_out = torch.einsum("nm,nmd->nd", torch.einsum("nmd,nd->nm", X_out, u) - y_out, X_out) / X_out.shape[1]
     F = g_out.T @ c / X_in.shape[0]
-    return Bp.T @ F @ Bp, Bp.T @ F @ Bs
+    return Bp.T @ F @ Bp, Bp.T @ F @ Bs, Bs.T @ F @ Bs
 
 
-def pool_floor(pool: TaskBatch, tasks: LinearRepTasks, alpha: float) -> dict[str, float]:
+def pool_floor(pool: TaskBatch, tasks: LinearRepTasks, alpha: float) -> dict[str, float | list[float]]:
     """The floor of one sampled pool (MATH.md §8.2) from its own noise (:func:`pool_noise`) instead of
-    its law: :func:`lyapunov_floor` of ``N⊥``, plus the row-space part ``Σ_j ‖N_21[:, j]‖² γ_j / (α s_j²)``.
-    Returns ``perp_norm2`` and ``perp_fro2``, what the run's metrics read at the floor."""
-    s, m_in = tasks.sigma_diag, pool.X_in.shape[1]
+    its law: :func:`lyapunov_floor` of ``N⊥``, plus the row-space part ``Σ_j ‖N_21[:, j]‖² γ_j / (α s_j²)``;
+    and the pool's signal eigenvalues (MATH.md §8.5), those of the symmetric part of
+    ``(Σ* − N_11) Λ*⁻¹ / α`` (``γ_j/α`` for infinitely many tasks).
+    Returns ``perp_norm2``, ``perp_fro2`` and ``signal_eigs`` (ascending), what the run's metrics read there."""
+    s, m_in = tasks.sigma_diag.double(), pool.X_in.shape[1]
     g = gammas(s, tasks.sigma2, m_in)
-    N_perp, N_21 = pool_noise(pool, tasks, alpha)
+    N_perp, N_21, N_11 = pool_noise(pool, tasks, alpha)
     e = np.linalg.eigvalsh(lyapunov_floor(N_perp.numpy(), alpha * unlearning_b(float(s.sum()), tasks.sigma2, m_in)))
     rowspace = float((N_21.pow(2).sum(0) * g / (alpha * s**2)).sum())
-    return {"perp_norm2": float(e[-1]), "perp_fro2": float(e.sum()) + rowspace}
+    M = (torch.diag(s) - N_11) / lambda_star(s, tasks.sigma2, m_in) / alpha  # (Σ* − N_11) Λ*⁻¹ / α, Λ* diagonal
+    signal = torch.linalg.eigvalsh((M + M.T) / 2)
+    return {"perp_norm2": float(e[-1]), "perp_fro2": float(e.sum()) + rowspace, "signal_eigs": signal.tolist()}
 
 
 def floor_applies(cfg) -> str | None:
