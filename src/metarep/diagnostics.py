@@ -123,22 +123,35 @@ def features_of(learner: Any, X: torch.Tensor) -> torch.Tensor:
     return phi.reshape(-1, phi.shape[-1])
 
 
+def _head_from_support(learner: Any) -> bool:
+    """Whether ``learner``'s method builds its head from each task's support set (its own head unused)."""
+    method = getattr(learner, "method", None)
+    if not isinstance(method, str):
+        return False
+    from .methods import registry
+
+    return registry.get(method).start is not None
+
+
 def measure(
     learner: Any, X: torch.Tensor, k: int, reference: torch.Tensor | None = None, head: nn.Module | None = None
 ) -> dict[str, float]:
     """Every diagnostic of :data:`METRICS` for ``learner``'s features of ``X (T, n, *input)``.
 
     ``reference (T·n, r)``: functions of the task family at the same inputs (``energy_outside_reference``
-    is nan without it); ``head``: defaults to ``learner.head``. ``feature_energy`` is ``‖Φ‖²_F / n``.
+    is nan without it); ``head``: defaults to ``learner.head``, none (``head_norm`` nan) for a method whose
+    head is built from each task's support set (ProtoNets). ``feature_energy`` is ``‖Φ‖²_F / n``.
     """
     phi = features_of(learner, X)
     c = _centred(phi)
+    if head is None and not _head_from_support(learner):  # ProtoNets: the head is built per task, none to measure
+        head = getattr(learner, "head", None)
     return {
         "effective_rank": effective_rank(phi),
         "energy_outside_topk": energy_outside_topk(phi, k),
         "energy_outside_reference": math.nan if reference is None else energy_outside_span(phi, reference),
         "feature_energy": float((c**2).sum()) / c.shape[0],
-        "head_norm": head_norm(head if head is not None else getattr(learner, "head", None)),
+        "head_norm": head_norm(head),
     }
 
 

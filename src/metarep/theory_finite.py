@@ -99,9 +99,7 @@ def pool_moments(
     return float((sa2 * y2).mean()) / m_in**2, tuple((sa2[:, None] * c**2).mean(0).tolist())
 
 
-def pool_noise(
-    pool: TaskBatch, tasks: LinearRepTasks, alpha: float
-) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+def pool_noise(pool: TaskBatch, tasks: LinearRepTasks, alpha: float) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """One sampled pool's noise at the limit (MATH.md §8.1): ``N⊥ = B⊥ᵀFB⊥`` ``(n, n)``,
     ``N_21 = B⊥ᵀFB*`` ``(n, k)`` and ``N_11 = B*ᵀFB*`` ``(k, k)``, float64, with ``F = mean_i g_out,i c_iᵀ``
     at ``P_∞`` and head 0.

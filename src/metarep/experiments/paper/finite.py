@@ -52,7 +52,7 @@ class FloorPoint:
 
     setting: str
     config: Config
-    mean: dict[str, float]  # the floor: the a of a + C/t fitted to the run's last half, mean over seeds
+    mean: dict[str, float]  # the floor: the a of a + C/t² fitted to the run's last half, mean over seeds
     std: dict[str, float]
     last: dict[str, float]  # the value at the last step, mean over seeds
     predicted: dict[str, float]
@@ -72,12 +72,13 @@ class FloorData:
 
 
 def extrapolated_floor(history: list[dict], key: str) -> float:
-    """The floor of history column ``key``: least squares ``a + C/t`` on the rows of the last half of
-    the run, returns ``a`` (MATH.md §8.4: the slowest directions approach the floor like 1/t)."""
+    """The floor of history column ``key``: least squares ``a + C/t²`` on the rows of the last half of
+    the run, returns ``a`` (MATH.md §8.4: each direction whose eigenvalue is near 0 approaches its floor
+    like 1/t, but there are ever fewer of them, so the sum approaches it like 1/t²)."""
     end = history[-1]["step"]
     rows = [r for r in history if r["step"] >= end / 2 and r["step"] > 0]
     t = np.array([r["step"] for r in rows], dtype=float)
-    A = np.stack([np.ones_like(t), 1 / t], 1)
+    A = np.stack([np.ones_like(t), 1 / t**2], 1)
     return float(np.linalg.lstsq(A, np.array([r[key] for r in rows], dtype=float), rcond=None)[0][0])
 
 
@@ -151,9 +152,10 @@ def floor_prose(data: FloorData) -> str:
         + "\n\n"
         + " ".join(notes)
         + "\n\nA run lasts 12 relaxation times 1/(αβr) of the floor, r the spectral radius of the pool's noise "
-        "(MATH.md §8.4). The measured floor is the a of a + C/t fitted to the last half of each run (the slowest "
-        'directions still approach it like 1/t), mean ± sd over seeds; "last step above floor" is how far the '
-        "value at the last step still is above it. Error = predicted / measured − 1."
+        "(MATH.md §8.4). The measured floor is the a of a + C/t² fitted to the last half of each run (the sum "
+        'over the directions whose eigenvalue is near 0 approaches it like 1/t²), mean ± sd over seeds; "last '
+        'step above floor" is how far the value at the last step still is above it. Error = predicted / '
+        "measured − 1."
     )
 
 
