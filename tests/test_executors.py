@@ -45,6 +45,17 @@ NOT_NUMBERS = {"wall_seconds", "versions", "git_commit"}  # timing and provenanc
 # fast: the writer, failures counted, the error paths
 
 
+def test_run_all_refuses_to_run_while_a_worker_imports_the_main_module(tmp_path, monkeypatch):
+    """A script without a __main__ guard run with jobs > 1: each spawned worker re-imports it and would call
+    run_all again, waiting forever on the runs its parent claimed. It raises instead, naming the fix."""
+    import multiprocessing
+
+    monkeypatch.setattr(multiprocessing.current_process(), "_inheriting", True, raising=False)
+    with pytest.raises(RuntimeError, match="__name__ == .__main__."):
+        runner.run_all(SPECS[:1], tmp_path, progress=False)
+    assert not any(tmp_path.iterdir())  # nothing claimed or written
+
+
 def test_write_outputs_replaces_an_earlier_attempt_and_writes_the_summary_last(tmp_path, monkeypatch):
     run_dir = tmp_path / "KEY"
     run_dir.mkdir()

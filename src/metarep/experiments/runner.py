@@ -25,6 +25,7 @@ filesystem (Dask on other machines) start such runs from step 0.
 from __future__ import annotations
 
 import functools
+import multiprocessing
 import os
 import shutil
 import sys
@@ -132,9 +133,15 @@ def run_all(
     ``ran``, ``failed``, ``errors`` (one ``"KEY: message"`` line per failed run), ``failures``
     (``{key: message}``) and ``seconds``. The progress bar (runs done / total, time left, and the
     counts) shows on a terminal only (``progress=None``). Ctrl-C cancels the queued runs and
-    re-raises. Raises :class:`ExecutorError` when the scheduler cannot be used (Dask missing,
+    re-raises. Raises :class:`RuntimeError` when called while a worker process imports the main module
+    (a script without `if __name__ == "__main__":`), and :class:`ExecutorError` when the scheduler cannot be used (Dask missing,
     scheduler unreachable).
     """
+    if getattr(multiprocessing.current_process(), "_inheriting", False):  # as multiprocessing's own check
+        raise RuntimeError(
+            "run_all: called while a new worker process imports the main module (a script run with jobs > 1 "
+            'starts its workers that way): put the call under `if __name__ == "__main__":`'
+        )
     store = Path(store)
     unique = {s.key(): s for s in specs}
     todo = {k: s for k, s in unique.items() if run_state(store / k, s)[0] != "complete"}

@@ -155,7 +155,9 @@ def floor_prose(data: FloorData) -> str:
         "(MATH.md §8.4). The measured floor is the a of a + C/t² fitted to the last half of each run (the sum "
         'over the directions whose eigenvalue is near 0 approaches it like 1/t²), mean ± sd over seeds; "last '
         'step above floor" is how far the value at the last step still is above it. Error = predicted / '
-        "measured − 1."
+        "measured − 1. FO-ANIL only: in ANIL and MAML the second-order terms make the pool's noise symmetric, "
+        "and in FO-MAML the head's drift enters the inner step, so the same mechanism does not carry over "
+        "as it stands (MATH.md §8.6)."
     )
 
 
