@@ -134,8 +134,8 @@ def run_all(
     (``{key: message}``) and ``seconds``. The progress bar (runs done / total, time left, and the
     counts) shows on a terminal only (``progress=None``). Ctrl-C cancels the queued runs and
     re-raises. Raises :class:`RuntimeError` when called while a worker process imports the main module
-    (a script without `if __name__ == "__main__":`), and :class:`ExecutorError` when the scheduler cannot be used (Dask missing,
-    scheduler unreachable).
+    (a script without ``if __name__ == "__main__":``), and :class:`ExecutorError` when the scheduler cannot
+    be used (Dask missing, scheduler unreachable).
     """
     if getattr(multiprocessing.current_process(), "_inheriting", False):  # as multiprocessing's own check
         raise RuntimeError(
