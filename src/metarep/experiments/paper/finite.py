@@ -6,7 +6,7 @@ import math
 from dataclasses import dataclass, field
 
 import numpy as np
-from matplotlib.ticker import NullFormatter
+from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
 
 from ...config import Config, load_config
 from ...theory_finite import finite_floor
@@ -100,10 +100,14 @@ def floor_data(res: Results) -> FloorData:
 
 
 def draw_floor(fig, data: FloorData) -> None:
-    axes = fig.subplots(1, 2)
+    """Both floors against N on log–log axes (measured mean ± sd over seeds, predicted dashed), and the
+    prediction's error against N with the ±15% band the prediction is claimed within from N = 2000."""
+    fig.set_size_inches(17, 5)
+    axes = fig.subplots(1, 3)
     settings = list(dict.fromkeys(p.setting for p in data.points))
     pools = sorted({p.config.data.tasks for p in data.points})
-    for ax, (key, _, title) in zip(axes, METRICS):
+    err_ax = axes[2]
+    for ax, (key, _, title), marker in zip(axes, METRICS, ("o", "s")):
         for i, name in enumerate(settings):
             pts = sorted((p for p in data.points if p.setting == name), key=lambda p: p.config.data.tasks)
             n = [p.config.data.tasks for p in pts]
@@ -111,12 +115,29 @@ def draw_floor(fig, data: FloorData) -> None:
             label = f"{name} (d={pts[0].config.task.d})"
             ax.errorbar(n, mean, yerr=std, color=f"C{i}", marker="o", ls="none", capsize=3, label=label)
             ax.plot(n, [p.predicted[key] for p in pts], color=f"C{i}", ls="--", lw=1.2)
-        ax.set_xscale("log"), ax.set_yscale("log")
+            err_ax.plot(n, [100 * p.error(key) for p in pts], color=f"C{i}", marker=marker, ls="-", lw=0.8)
+        ax.set_yscale("log")
+        ax.yaxis.set_major_locator(LogLocator(subs=(1.0, 2.0, 5.0)))
+        ax.yaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
+        ax.yaxis.set_minor_formatter(NullFormatter())
+        ax.set_title(f"floor of {title} (points: measured; dashed: predicted)", fontsize=10)
+        ax.legend(fontsize=7)
+    err_ax.axhspan(-15, 15, color="0.9", zorder=0)
+    err_ax.axvline(TARGET_N, color="0.5", ls=":", lw=1)
+    err_ax.axhline(0, color="k", lw=0.8)
+    err_ax.set_ylabel("predicted / measured − 1 (%)")
+    lo, hi = err_ax.get_ylim()
+    err_ax.set_ylim(min(lo, -20), max(hi, 20))
+    err_ax.set_title(f"error of the prediction (grey: ±15%; dotted: N = {TARGET_N})", fontsize=10)
+    handles = [err_ax.plot([], [], color=f"C{i}", lw=2)[0] for i in range(len(settings))]
+    handles += [err_ax.plot([], [], color="k", marker=m, ls="none")[0] for m in ("o", "s")]
+    labels = settings + [f"{t}" for _, _, t in METRICS]
+    err_ax.legend(handles, labels, fontsize=7)
+    for ax in axes:
+        ax.set_xscale("log")
         ax.set_xticks(pools, [f"{n:g}" for n in pools], minor=False)
         ax.xaxis.set_minor_formatter(NullFormatter())
         ax.set_xlabel("tasks in the pool N")
-        ax.set_title(f"floor of {title} (points: measured; dashed: predicted)", fontsize=10)
-        ax.legend(fontsize=7)
 
 
 def floor_prose(data: FloorData) -> str:
