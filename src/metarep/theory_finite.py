@@ -75,12 +75,15 @@ def ginibre_constants(n: int) -> tuple[float, float]:
 @functools.lru_cache(maxsize=64)
 def pool_moments(
     sigma_diag: tuple[float, ...], gamma: tuple[float, ...], sigma2: float, m_in: int, m_out: int
-) -> tuple[float, tuple[float, ...]]:
-    """``v = E[s_a² s_b²]`` and ``v_j = E[s_a² c_j²]`` (``k`` numbers) of one task at the limit (MATH.md §8.1).
+) -> tuple[float, tuple[float, ...], tuple[float, ...]]:
+    """``v = E[s_a² s_b²]``, ``v_j = E[s_a² c_j²]`` and ``u_j = E[g_j² c_j²]`` (``k`` numbers each) of one task
+    at the limit (MATH.md §8.1, §8.5).
 
     In the coordinates of ``B*``: ``w* ~ N(0, Σ*)``, ``Z (m_in, k)`` standard normal, ``y = Z w* + ε``,
     ``c = Zᵀy/m_in``, ``e = γ∘c − w*`` (the adapted regressor's error at the limit), and
-    ``s_a² = (‖e‖² + σ²)/m_out``, ``s_b² = ‖y‖²/m_in²``. Monte Carlo over :data:`MOMENT_DRAWS` tasks,
+    ``s_a² = (‖e‖² + σ²)/m_out``, ``s_b² = ‖y‖²/m_in²``; ``g = B*ᵀg_out`` is the outer gradient's signal part,
+    ``E[g_j² | e] = (σ² + ‖e‖² + 2e_j²)/m_out + (1 − 1/m_out) e_j²`` (Gaussian rows of ``X_out B*``).
+    Monte Carlo over :data:`MOMENT_DRAWS` tasks,
     fixed seed, float64, ``O(k)`` numbers per task: given ``w*``, ``‖y‖² = τ² χ²_{m_in}`` with
     ``τ² = ‖w*‖² + σ²``, and ``Zᵀy = w*‖y‖²/τ² + ‖y‖ (I − (1 − σ/τ) ŵŵᵀ) ξ``, ``ξ ~ N(0, I_k)``
     (the rows of ``Z`` given ``y``: mean ``w* y_r/τ²``, covariance ``I − w*w*ᵀ/τ²``).
@@ -95,8 +98,11 @@ def pool_moments(
     shrink = 1 - math.sqrt(sigma2) / np.sqrt(tau2)  # A^{1/2} = I − (1 − σ/τ) ŵŵᵀ
     noise = xi - (shrink * (xi * w_hat).sum(1))[:, None] * w_hat
     c = (w * (y2 / tau2)[:, None] + np.sqrt(y2)[:, None] * noise) / m_in
-    sa2 = (((g * c - w) ** 2).sum(1) + sigma2) / m_out
-    return float((sa2 * y2).mean()) / m_in**2, tuple((sa2[:, None] * c**2).mean(0).tolist())
+    e = g * c - w
+    sa2 = ((e**2).sum(1) + sigma2) / m_out
+    g2 = (sigma2 + (e**2).sum(1, keepdims=True) + 2 * e**2) / m_out + (1 - 1 / m_out) * e**2  # E[g_j² | e]
+    moments = (sa2[:, None] * c**2).mean(0), (g2 * c**2).mean(0)
+    return float((sa2 * y2).mean()) / m_in**2, tuple(moments[0].tolist()), tuple(moments[1].tolist())
 
 
 def pool_noise(pool: TaskBatch, tasks: LinearRepTasks, alpha: float) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -156,19 +162,24 @@ def finite_floor(cfg) -> dict[str, float] | None:
     - ``predicted_perp_fro_floor``: ``‖B⊥ᵀB‖_F² ≈ c_F(n) r / (αb) + (n/N) Σ_j v_j γ_j / (α s_j²)``;
     - ``floor_outward``, ``floor_rowspace``: the two parts of the Frobenius floor;
     - ``floor_radius``: ``r``, the spectral radius of the pool's perpendicular noise ``N_⊥``;
-    - ``floor_steps``: :data:`RELAXATIONS` relaxation times ``1/(αβ r)``, in steps.
+    - ``floor_steps``: :data:`RELAXATIONS` relaxation times ``1/(αβ r)``, in steps;
+    - ``signal_eig_sd``: the spread over pools of each signal eigenvalue of ``B*ᵀBBᵀB*`` around its limit
+      ``γ_j/α`` (first order, ``√(u_j/N)/(α λ*_j)``; unbiased at that order), ascending like
+      ``predicted_signal_eigs``; for distinct ``s_j`` (equal ones split instead).
     """
     if floor_applies(cfg) is not None:
         return None
     t, a = cfg.task, cfg.method.alpha
     s = task_cov_diag(t.k, t.task_cov, cfg.cov_trace)
     g = gammas(s, t.sigma2, cfg.data.m_in)
-    v, vj = pool_moments(tuple(s.tolist()), tuple(g.tolist()), t.sigma2, cfg.data.m_in, cfg.data.m_out)
+    v, vj, uj = pool_moments(tuple(s.tolist()), tuple(g.tolist()), t.sigma2, cfg.data.m_in, cfg.data.m_out)
     n, N = t.d - t.k, float(cfg.data.tasks)
     ab = a * unlearning_b(float(s.sum()), t.sigma2, cfg.data.m_in)
     r = math.sqrt(n * v / N)
     c2, cF = ginibre_constants(n)
     rowspace = n / N * float((torch.tensor(vj, dtype=torch.float64) * g / (a * s**2)).sum())
+    # δ(eigenvalue j) ≈ −(N_11)_jj / (α λ*_j), Var (N_11)_jj = u_j / N (distinct s_j; MATH.md §8.5)
+    sd = torch.sqrt(torch.tensor(uj, dtype=torch.float64) / N) / (a * lambda_star(s, t.sigma2, cfg.data.m_in))
     return {
         "predicted_perp_floor": c2 * r / ab,
         "predicted_perp_fro_floor": cF * r / ab + rowspace,
@@ -176,6 +187,7 @@ def finite_floor(cfg) -> dict[str, float] | None:
         "floor_rowspace": rowspace,
         "floor_radius": r,
         "floor_steps": RELAXATIONS / (a * cfg.method.beta * r) if r > 0 else 0.0,  # d = k: nothing to unlearn
+        "signal_eig_sd": sd[torch.argsort(g)].tolist(),  # in the order of predicted_signal_eigs (ascending γ)
     }
 
 

@@ -99,5 +99,6 @@ def _floor_lines(rep: dict) -> list[str]:
         f"  (outward {rep['floor_outward']:.4g} + row space of B*ᵀB {rep['floor_rowspace']:.4g})",
         f"  noise radius r = √((d−k) v / N)  {rep['floor_radius']:.4g}",
         f"  steps to reach it (12/(αβr))     {rep['floor_steps']:.0f}",
+        f"  {'lim eig: sd over pools':33}" + ", ".join(f"{v:.3g}" for v in rep["signal_eig_sd"]),
         "",
     ]
