@@ -123,6 +123,14 @@ def features_of(learner: Any, X: torch.Tensor) -> torch.Tensor:
     return phi.reshape(-1, phi.shape[-1])
 
 
+MEASUREMENTS = 25  # measurements over training when a command is asked for diagnostics
+
+
+def measure_every(iterations: int, points: int = MEASUREMENTS) -> int:
+    """Outer steps between two measurements, so that ``iterations`` steps are measured about ``points`` times."""
+    return max(1, iterations // points)
+
+
 def _head_from_support(learner: Any) -> bool:
     """Whether ``learner``'s method builds its head from each task's support set (its own head unused)."""
     method = getattr(learner, "method", None)

@@ -115,8 +115,10 @@ def sinusoid(
     )
     if preset is not None and test_queries is None:
         cfg = dataclasses.replace(cfg, test_queries=PRESET_TEST_QUERIES[preset])
-    if diagnostics:  # about 25 measurements over training
-        cfg = dataclasses.replace(cfg, diagnostics_every=max(1, cfg.iterations // 25))
+    if diagnostics:
+        from ..diagnostics import measure_every
+
+        cfg = dataclasses.replace(cfg, diagnostics_every=measure_every(cfg.iterations))
     within_limits(lambda: limits.check_sinusoid(cfg))
     out_dir = fewshot_out(out, "fewshot-sinusoid")
     t0 = time.perf_counter()

@@ -81,8 +81,10 @@ def fewshot_options(
     if test_classes is not None:
         kw["test_classes"] = name_list(test_classes)
     kw["backbone"] = backbone
-    if diagnostics:  # about 25 measurements over training
-        kw["diagnostics_every"] = max(1, (kw["iterations"] or FewShotConfig.iterations) // 25)
+    if diagnostics:
+        from ..diagnostics import measure_every
+
+        kw["diagnostics_every"] = measure_every(kw["iterations"] or FewShotConfig.iterations)
     return build(FewShotConfig, **kw)
 
 

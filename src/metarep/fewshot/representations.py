@@ -18,6 +18,7 @@ import math
 from dataclasses import asdict
 from typing import Any
 
+from .. import diagnostics as dg
 from ..runtime import torch_threads
 
 # ``sizes`` below: any dataclass with the fields of metarep.experiments.framework.FewshotScale
@@ -25,7 +26,6 @@ SHOTS = 10  # the sinusoid's K
 
 SINUSOID_METHODS = ("pretrain", "fo_anil", "anil", "fo_maml", "maml", "reptile", "metasgd")  # the baseline first
 DIGIT_METHODS = SINUSOID_METHODS + ("protonet",)  # prototypes classify; they do not regress
-METHODS = DIGIT_METHODS  # every method measured
 
 
 def measure_sinusoid(sizes: Any, seed: int, names: tuple[str, ...]) -> dict[str, Any]:
@@ -40,7 +40,7 @@ def measure_sinusoid(sizes: Any, seed: int, names: tuple[str, ...]) -> dict[str,
         eval_steps=(1,),
         test_tasks=sizes.test_tasks,
         seed=seed,
-        diagnostics_every=max(1, sizes.sinusoid_steps // sizes.points),
+        diagnostics_every=dg.measure_every(sizes.sinusoid_steps, sizes.points),
     )
     res = run_sinusoid(cfg, plot_tasks=0, threads=None)
     angles = [a for a in res.angles[SHOTS] if SPAN not in (a["a"], a["b"])]
@@ -63,7 +63,7 @@ def measure_digits(sizes: Any, seed: int, names: tuple[str, ...]) -> dict[str, A
         test_tasks=sizes.test_tasks,
         channels=sizes.channels,
         seed=seed,
-        diagnostics_every=max(1, sizes.digits_steps // sizes.points),
+        diagnostics_every=dg.measure_every(sizes.digits_steps, sizes.points),
     )
     train, test = split_by_class(load_digits(), cfg.test_classes, cfg.rotations)
     res = run_fewshot(train, test, cfg, threads=None)
