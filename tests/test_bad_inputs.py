@@ -173,6 +173,17 @@ def test_evaluate_bad_options(args, run_dir, tmp_path):
     assert args[0] in line or "No such option" in line
 
 
+@pytest.mark.parametrize("memory,limit", [(None, "memory available"), ("1e30", "would take hours")])
+def test_evaluate_names_the_m_asked_for_when_it_is_too_large(run_dir, tmp_path, monkeypatch, memory, limit):
+    """The memory and the count limits name --m-test's largest m, not m plus the test points."""
+    if memory is not None:  # so much memory that the count limit is the one that refuses
+        monkeypatch.setenv(limits.MEMORY_ENV, memory)
+    out, m = tmp_path / "out", 1_000_000_100
+    line = assert_one_line_error(invoke("evaluate", run_dir, "--m-test", f"5,{m}", "--out", out), out)
+    assert line.startswith("error: --m-test: ") and limit in line, line
+    assert f"m = {m} samples" in line and str(m + 100) not in line, line
+
+
 def test_evaluate_bad_run_dirs(tmp_path):
     out = tmp_path / "out"
     assert_one_line_error(invoke("evaluate"))

@@ -260,3 +260,22 @@ def test_plot_redraws_a_runs_figures_and_evaluate_fits_100_columns(tmp_path):
     assert invoke("plot", str(run_dir)).exit_code == 0 and verify_run(run_dir)
     res = invoke("plot", str(tmp_path / "figs"))
     assert res.exit_code == 2 and res.output.startswith("error: ") and len(res.output.strip().splitlines()) == 1
+
+
+@pytest.mark.parametrize("width,predicted", [(3, False), (5, False), (6, True)])
+def test_run_reports_an_unlearning_constant_only_where_the_width_exceeds_k(tmp_path, width, predicted):
+    from metarep import theory
+    from metarep.config import load_config
+
+    out = tmp_path / "r"
+    res = invoke("run", *SMALL, "--set", "run.steps=10", "--set", f"model.width={width}", "--out", str(out))
+    assert res.exit_code == 0, res.output
+    s = json.loads((out / "summary.json").read_text())
+    (perp,) = [line for line in res.output.splitlines() if line.strip().startswith("perp_norm2")]
+    if predicted:
+        cfg = load_config(None, [*SMALL[1::2], f"model.width={width}"])
+        assert s["predicted_perp_rate"] == theory.unlearning_constant(cfg)["predicted_perp_rate"] > 0
+        assert "perp_rate_note" not in s and f"predicted -> {s['predicted_perp_rate']:.4g})" in perp
+        return
+    assert s["predicted_perp_rate"] is None and f"width k'={width} ≤ k=5" in s["perp_rate_note"]
+    assert perp.endswith("not predicted)") and f"  {s['perp_rate_note']}" in res.output.splitlines()

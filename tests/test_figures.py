@@ -133,3 +133,23 @@ def test_a_diverged_runs_title_does_not_overlap_the_panel_titles(tmp_path):
         for text in (ax.title, ax.yaxis.get_offset_text()):
             if text.get_text():
                 assert not top.overlaps(text.get_window_extent(r)), text.get_text()
+
+
+@pytest.mark.parametrize("c", [None, 2.2])
+def test_dynamics_draws_the_c_over_t_line_only_where_the_theory_predicts_one(tmp_path, c):
+    history = [
+        {"step": s, "signal_eig_1": 1.0, "signal_eig_2": 2.0, "perp_norm2": 1.0 / (s + 1), "perp_rate": s / (s + 1)}
+        for s in (0, 10, 20, 30)
+    ]
+    summary = {"signal_eigs": [1.0, 2.0], "predicted_signal_eigs": [4.0, 5.0], "predicted_perp_rate": c}
+    captured = []
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(plots, "save_figure", lambda fig, path: captured.append(fig))
+        plots.plot_dynamics(history, summary, "fo_anil, infinite tasks", tmp_path / "d.png")
+    (fig,) = captured
+    dashed = [line for line in fig.axes[1].get_lines() if line.get_linestyle() == "--"]
+    if c is None:
+        assert dashed == [] and len(fig.axes[1].get_lines()) == 1  # the measured curve only
+    else:
+        (line,) = dashed
+        assert np.allclose(line.get_ydata(), [c / s for s in (10, 20, 30)]) and "2.2 / t" in line.get_label()

@@ -1,6 +1,7 @@
-"""A run folder is finished exactly when its summary's manifest proves it: every damaged file is
+"""A run folder is finished exactly when its summary's manifest proves it: every damaged data file is
 caught, ``evaluate`` refuses it in one line, the runner makes exactly that run again with the same
-results, and two processes sharing a store never make a run twice."""
+results, and two processes sharing a store never make a run twice. A missing or damaged figure is
+no reason to refuse or redo a run: it is drawn again."""
 
 from __future__ import annotations
 
@@ -22,7 +23,16 @@ from metarep.cli import app
 from metarep.experiments import runner
 from metarep.experiments.runner import RunSpec, is_complete, run_all
 from metarep.experiments.sweep_results import run_status
-from metarep.outputs import EVALUATION_FILES, RUN_FILES, SUMMARY, NotFinishedRun, verify_run
+from metarep.outputs import (
+    EVALUATION_FIGURES,
+    EVALUATION_FILES,
+    RUN_FIGURES,
+    RUN_FILES,
+    SUMMARY,
+    NotFinishedRun,
+    stale_figures,
+    verify_run,
+)
 
 TINY = TINY_RUN
 SPECS = [RunSpec(TINY, seed, (5, 10), 20) for seed in range(2)]
@@ -163,7 +173,7 @@ def _results(store: Path) -> dict:
     [
         "delete params.npz",
         "truncate params.npz",
-        "flip a byte of dynamics.png",
+        "flip a byte of history.csv",
         "summary []",
         "summary status only",
         "summary numbers edited",
@@ -181,6 +191,82 @@ def test_the_runner_makes_exactly_the_damaged_run_again(healthy, store, capsys, 
     notes = [line for line in capsys.readouterr().err.splitlines() if line.startswith("note:")]
     assert len(notes) == 1 and KEYS[0] in notes[0] and "not a finished metarep run" in notes[0]
     assert _results(store) == _results(healthy)
+
+
+FIGURE_DAMAGE = {
+    **{f"delete {n}": functools.partial(_on, Path.unlink, n) for n in (*RUN_FIGURES, *EVALUATION_FIGURES)},
+    **{f"truncate {n}": functools.partial(_on, _truncate, n) for n in (*RUN_FIGURES, *EVALUATION_FIGURES)},
+    **{f"flip a byte of {n}": functools.partial(_on, _flip, n) for n in (*RUN_FIGURES, *EVALUATION_FIGURES)},
+}
+
+
+def _old_manifest(d: Path) -> None:
+    """As written before figures were kept apart: the figures' digests in the manifest, beside the data's."""
+    s = json.loads((d / SUMMARY).read_text())
+    s["manifest"].update(s.pop("figures"))
+    (d / SUMMARY).write_text(json.dumps(s))
+
+
+def test_figures_are_recorded_apart_from_the_data(healthy):
+    s = verify_run(healthy / KEYS[0])
+    assert not [n for n in s["manifest"] if n.endswith(".png")]
+    assert set(s["figures"]) == {*RUN_FIGURES, *EVALUATION_FIGURES}
+    assert stale_figures(healthy / KEYS[0], s) == []
+
+
+@pytest.mark.parametrize("old", [False, True], ids=["new manifest", "old manifest"])
+@pytest.mark.parametrize("case", list(FIGURE_DAMAGE))
+def test_a_damaged_figure_is_no_reason_to_refuse_a_run(store, case, old):
+    d = store / KEYS[0]
+    if old:
+        _old_manifest(d)
+    FIGURE_DAMAGE[case](d)
+    summary = verify_run(d, EVALUATION_FILES)
+    assert stale_figures(d, summary) == [case.split()[-1]]
+    assert outputs.load_run(d).summary == summary and is_complete(d, SPECS[0])
+    assert run_status(d, wants_evaluation=True) == ("complete", "")
+
+
+@pytest.mark.parametrize("old", [False, True], ids=["new manifest", "old manifest"])
+@pytest.mark.parametrize("case", list(FIGURE_DAMAGE))
+def test_the_runner_reuses_a_run_with_a_damaged_figure_and_draws_it_again(healthy, store, capsys, case, old):
+    if old:
+        _old_manifest(store / KEYS[0])
+    FIGURE_DAMAGE[case](store / KEYS[0])
+    c = run_all(SPECS, store, progress=False)
+    assert (c["total"], c["ran"], c["skipped"], c["failed"]) == (2, 0, 2, 0)
+    assert "note:" not in capsys.readouterr().err
+    d, name = store / KEYS[0], case.split()[-1]
+    assert stale_figures(d, verify_run(d, EVALUATION_FILES)) == []  # drawn again, its digest recorded
+    got, want = _results(store), _results(healthy)
+    if name == "evaluation.png":  # drawn again with the run's folder in its title (a worker's has none)
+        assert got.pop((KEYS[0], name)) != want.pop((KEYS[0], name))
+        got[KEYS[0], SUMMARY].pop("figures"), want[KEYS[0], SUMMARY].pop("figures")
+    # the data untouched, the summary resealed as the run wrote it, dynamics.png the same bytes again
+    assert got == want
+
+
+@pytest.mark.parametrize("case", ["delete dynamics.png", "truncate dynamics.png", "flip a byte of evaluation.png"])
+def test_plot_draws_a_missing_or_damaged_figure_again(healthy, store, case):
+    d = store / KEYS[0]
+    FIGURE_DAMAGE[case](d)
+    name = case.split()[-1]
+    damaged = None if "delete" in case else (d / name).read_bytes()
+    res = CliRunner().invoke(app, ["plot", str(d)])
+    assert res.exit_code == 0, res.output
+    assert res.output.startswith(f"-> {d / 'dynamics.png'}, {d / 'evaluation.png'}")
+    drawn = (d / name).read_bytes()
+    assert drawn.startswith(b"\x89PNG\r\n\x1a\n") and drawn.endswith(b"IEND\xaeB`\x82") and drawn != damaged
+    assert (d / "dynamics.png").read_bytes() == (healthy / KEYS[0] / "dynamics.png").read_bytes()
+    assert stale_figures(d, verify_run(d, EVALUATION_FILES)) == []
+
+
+def test_evaluate_accepts_a_run_without_its_figure(store, tmp_path):
+    d = store / KEYS[0]
+    (d / "dynamics.png").unlink()
+    res = CliRunner().invoke(app, ["evaluate", str(d), "--tasks", "4", "--m-test", "5", "--out", str(tmp_path / "e")])
+    assert res.exit_code == 0, res.output
+    assert (tmp_path / "e" / "evaluation.json").is_file()
 
 
 def test_save_run_removes_the_old_marker_before_writing(store, monkeypatch):

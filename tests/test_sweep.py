@@ -203,14 +203,32 @@ def test_results_summary_and_figures_from_run_folders(tmp_path):
     s = task_cov_diag(cfg.task.k, cfg.task.task_cov, cfg.cov_trace)
     assert rows[0]["predicted_risk_m10"] == theory.limit_one_step_risk(s, cfg.task.sigma2, cfg.data.m_in, 10, 3)
     assert rows[0]["predicted_risk_m_in"] == theory.predictions(cfg)["predicted_risk_m_in"]  # no summary: the theory
+    # width 3 <= k = 5: no unlearning constant; width 8: the theory's
+    want = theory.unlearning_constant(load_config(None, ["task.d=8", "model.width=8"]))["predicted_perp_rate"]
+    assert math.isnan(rows[0]["predicted_perp_rate"]) and rows[3]["predicted_perp_rate"] == want > 0
     summary = sweep_results.summarize(sw, rows)
     assert len(summary) == 4 and [s["complete"] for s in summary] == [3, 2, 3, 2]
+    assert math.isnan(summary[0]["predicted_perp_rate"]) and summary[1]["predicted_perp_rate"] == want
     assert summary[0]["perp_norm2_mean"] == pytest.approx(1.0) and summary[0]["perp_norm2_sd"] == pytest.approx(1.0)
     assert summary[1]["perp_norm2_mean"] == pytest.approx(4.0)  # seeds 3 and 5; 4 diverged
     paths = sweep_plots.draw_all(sw, summary, tmp_path)
     names = {p.name for p in paths}
     assert {"perp_norm2.png", "signal_eig_5.png", "risk_m10.png"} <= names and len(names) == 8 + 5 + 2
     assert all(p.stat().st_size > 5_000 for p in paths)
+
+
+def test_a_sweep_has_no_unlearning_constant_where_the_width_is_at_most_k(tmp_path):
+    spec = write_spec(tmp_path / "s.toml", "seeds = [0]\n" + tiny_set() + '[grid]\n"model.width" = [3, 8]\n')
+    out = tmp_path / "out"
+    res = invoke("sweep", spec, "--out", out, "--no-progress")
+    assert res.exit_code == 0, res.output
+    rows = read_csv(out / "results.csv")
+    assert [r["model.width"] for r in rows] == ["3", "8"] and all(r["status"] == "complete" for r in rows)
+    narrow = json.loads((out / rows[0]["run_dir"] / "summary.json").read_text())
+    assert narrow["predicted_perp_rate"] is None and "width k'=3 ≤ k=5" in narrow["perp_rate_note"]
+    assert rows[0]["predicted_perp_rate"] == "nan" == read_csv(out / "summary.csv")[0]["predicted_perp_rate"]
+    wide = json.loads((out / rows[1]["run_dir"] / "summary.json").read_text())
+    assert float(rows[1]["predicted_perp_rate"]) == wide["predicted_perp_rate"] > 0
 
 
 def test_runner_failures_are_read_from_either_form():
@@ -273,8 +291,9 @@ def test_sweep_end_to_end_resume_and_divergence(tmp_path):
     single = tmp_path / "single"
     assert invoke("run", *[a for s in sets for a in ("--set", s)], "--out", single, "--no-progress").exit_code == 0
     s = json.loads((single / "summary.json").read_text())
-    for key in ("perp_norm2", "perp_rate", "subspace_sin", "effective_rank", "predicted_perp_rate"):
+    for key in ("perp_norm2", "perp_rate", "subspace_sin", "effective_rank"):
         assert float(r[key]) == pytest.approx(s[key], rel=1e-9), key
+    assert r["predicted_perp_rate"] == "nan" and s["predicted_perp_rate"] is None  # width 2 <= k: no constant
     assert float(r["signal_eig_2"]) == pytest.approx(s["signal_eigs"][1], rel=1e-9)
     assert float(r["predicted_signal_eig_5"]) == pytest.approx(s["predicted_signal_eigs"][4], rel=1e-12)
 

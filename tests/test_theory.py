@@ -1,14 +1,17 @@
 """The theory's predictions (MATH.md §5): the worked example of §5.6, the underparametrized limit
 against an infinite-regime run, and the step-size check against runs that do and do not settle."""
 
+import json
 import math
 
 import numpy as np
 import pytest
 import torch
 from conftest import gen
+from typer.testing import CliRunner
 
 from metarep import theory
+from metarep.cli import app
 from metarep.tasks import LinearRepTasks, task_cov_diag
 from metarep.train import train
 
@@ -83,6 +86,31 @@ def test_predictions_in_the_summary_keys(make_cfg):
     assert theory.predictions(make_cfg("task.d=20"))["predicted_scratch_risk_m_in"] is None
     rep = theory.report(make_cfg("model.width=3"), [10, 50])
     assert [r["m"] for r in rep["risks"]] == [10, 20, 50] and rep["kept_directions"] == [3, 4, 5]
+
+
+@pytest.mark.parametrize("width", [3, 5])
+def test_no_unlearning_constant_where_the_width_is_at_most_k(make_cfg, width):
+    """k' <= k: nothing outside span(B*) to unlearn like C/t (MATH.md §5.2), so no constant, and why."""
+    cfg = make_cfg(f"model.width={width}")
+    for rep in (theory.predictions(cfg), theory.report(cfg)):
+        assert rep["predicted_perp_rate"] is None
+        assert rep["perp_rate_note"].startswith(f"no unlearning constant: width k'={width} ≤ k=5")
+    res = CliRunner().invoke(app, ["theory", "--set", f"model.width={width}", "--json"])
+    assert res.exit_code == 0, res.output
+    rep = json.loads(res.output)
+    assert rep["predicted_perp_rate"] is None and f"k'={width} ≤ k=5" in rep["perp_rate_note"]
+    res = CliRunner().invoke(app, ["theory", "--set", f"model.width={width}"])
+    (line,) = [x for x in res.output.splitlines() if "(unlearning)" in x]
+    assert line.split("(unlearning)")[1].strip() == f"-  {rep['perp_rate_note']}"
+
+
+def test_the_unlearning_constant_where_the_width_exceeds_k(make_cfg):
+    cfg = make_cfg("model.width=6")
+    want = theory.predicted_perp_rate(cfg.cov_trace, cfg.task.sigma2, cfg.method.alpha, cfg.method.beta, 20)
+    for rep in (theory.predictions(cfg), theory.report(cfg)):
+        assert rep["predicted_perp_rate"] == want > 0 and "perp_rate_note" not in rep
+    res = CliRunner().invoke(app, ["theory", "--set", "model.width=6"])
+    assert f"(unlearning)    {want:.4g}" in res.output
 
 
 def test_underparametrized_prediction_matches_an_infinite_run(make_cfg):

@@ -138,18 +138,19 @@ def check_run(cfg) -> None:
 
 
 def check_evaluate(d: int, m_test, n_tasks: int, test_points: int = 0) -> None:
-    """Refuse an evaluation of ``n_tasks`` tasks with ``max(m_test)`` samples in dimension ``d`` beyond limits."""
-    m = max(m_test) + test_points
+    """Refuse an evaluation of ``n_tasks`` tasks with ``max(m_test)`` samples (and ``test_points`` test
+    points each) in dimension ``d`` beyond limits. The messages name the ``m`` asked for."""
+    m_max = max(m_test)
+    m = m_max + test_points  # samples drawn per task
+    samples = f"m = {m_max} samples" + (f" (+ {test_points} test points)" if test_points else "")
     require_count(n_tasks, "--tasks", "new tasks")
     chunk = min(n_tasks, max(1, EVAL_CHUNK_NUMBERS // (m * d)))
-    require_memory(
-        4.0 * chunk * m * (d + 1) * 8, f"a chunk of {chunk} task(s) with m = {m} samples in d = {d}", "--m-test"
-    )
+    require_memory(4.0 * chunk * m * (d + 1) * 8, f"a chunk of {chunk} task(s) with {samples} in d = {d}", "--m-test")
     drawn = n_tasks * m * d
     if drawn > MAX_NUMBERS:
         key = "--tasks" if n_tasks / 2000 > m / 100 else "--m-test"
         raise LimitError(
-            f"{key}: {n_tasks} tasks x {m} samples x d = {d} is {drawn:.3g} numbers, which would take hours; "
+            f"{key}: {n_tasks} tasks x {samples} x d = {d} is {drawn:.3g} numbers, which would take hours; "
             f"at most {MAX_NUMBERS:.0e} are allowed; lower {key}"
         )
 

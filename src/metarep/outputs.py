@@ -3,10 +3,15 @@
 to read one back and :func:`plot_run` to draw its figures again.
 
 A run folder is finished exactly when its ``summary.json`` says so: written last, it holds a
-``manifest`` with the sha256 of every other file of the run (and of its own content without the
+``manifest`` with the sha256 of every data file of the run (and of its own content without the
 manifest). A run (or an evaluation sealed into it, :func:`seal_evaluation`) removes the marker
-before it writes anything, so a folder caught mid-write, a damaged file, an edited summary or a
-folder written before manifests existed all fail :func:`verify_run`.
+before it writes anything, so a folder caught mid-write, a damaged data file, an edited summary or
+a folder written before manifests existed all fail :func:`verify_run`.
+
+The figures (``*.png``) are drawn from the data and are not part of that proof: ``summary.json``
+records their sha256 apart, under ``figures``, and a missing or damaged figure is drawn again
+(:func:`plot_run`, :func:`redraw_stale_figures`), never a reason to refuse or redo a run. Manifests
+written before this separation list the figures among the data; those entries are read as figures.
 """
 
 from __future__ import annotations
@@ -28,9 +33,13 @@ from .plots import plot_dynamics
 from .tasks import LinearRepTasks
 
 SUMMARY = "summary.json"  # the finished-run marker, written last
-MANIFEST = "manifest"  # its key: {file name: sha256 hex}, summary.json's entry digests the rest of the summary
-RUN_FILES = ("config.json", "params.npz", "history.csv", "dynamics.png")
-EVALUATION_FILES = ("evaluation.json", "evaluation.csv", "evaluation.png")
+MANIFEST = "manifest"  # its key: {data file name: sha256 hex}, summary.json's entry digests the rest of the summary
+FIGURES = "figures"  # its key: {figure name: sha256 hex}, to tell a stale figure; never checked by verify_run
+RUN_FILES = ("config.json", "params.npz", "history.csv")  # a run's data
+RUN_FIGURES = ("dynamics.png",)  # drawn from the data
+EVALUATION_FILES = ("evaluation.json", "evaluation.csv")  # an evaluation's data
+EVALUATION_FIGURES = ("evaluation.png",)
+FIGURE_SUFFIX = ".png"  # a manifest entry with this suffix (old manifests) is a figure, not data
 TIMING = ("wall_seconds",)  # not a result: left out of the summary's own digest
 
 
@@ -42,38 +51,73 @@ def sha256_bytes(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
+def is_figure(name: str) -> bool:
+    """Whether the run file ``name`` is a figure (drawn from the data) rather than data."""
+    return name.endswith(FIGURE_SUFFIX)
+
+
 def _summary_digest(summary: dict) -> str:
-    """sha256 of the summary's content but its manifest and its timing: identical runs (on any machine)
-    have identical manifests, and any other edit shows."""
-    body = {k: v for k, v in summary.items() if k not in (MANIFEST, *TIMING)}
+    """sha256 of the summary's content but its manifest, its figures and its timing: identical runs (on
+    any machine) have identical manifests, and any other edit shows."""
+    body = {k: v for k, v in summary.items() if k not in (MANIFEST, FIGURES, *TIMING)}
     return sha256_bytes(json.dumps(body, sort_keys=True).encode())
 
 
-def sealed_summary(summary: dict, files: dict[str, bytes]) -> dict:
-    """``summary`` with the ``manifest`` of ``files`` (name -> bytes) and of itself."""
-    body = {k: v for k, v in summary.items() if k != MANIFEST}
+def sealed_summary(summary: dict, files: dict[str, bytes], figures: dict[str, bytes] | None = None) -> dict:
+    """``summary`` with the ``manifest`` of the data ``files`` (name -> bytes) and of itself, and the
+    sha256 of the ``figures`` (name -> bytes) under ``figures``."""
+    body = {k: v for k, v in summary.items() if k not in (MANIFEST, FIGURES)}
     manifest = {name: sha256_bytes(data) for name, data in sorted(files.items()) if name != SUMMARY}
-    return {**body, MANIFEST: {**manifest, SUMMARY: _summary_digest(body)}}
+    drawn = {name: sha256_bytes(data) for name, data in sorted((figures or {}).items())}
+    return {**body, MANIFEST: {**manifest, SUMMARY: _summary_digest(body)}, FIGURES: drawn}
 
 
-def seal(out_dir: str | Path, summary: dict, names: tuple[str, ...] = RUN_FILES) -> None:
-    """Write ``summary.json`` into ``out_dir`` with the manifest of the files ``names`` there (all must exist)."""
+def seal(
+    out_dir: str | Path,
+    summary: dict,
+    names: tuple[str, ...] = RUN_FILES,
+    figures: tuple[str, ...] = RUN_FIGURES,
+) -> None:
+    """Write ``summary.json`` into ``out_dir`` with the manifest of the data files ``names`` there (all
+    must exist) and the digests of those of the ``figures`` that exist."""
     out = Path(out_dir)
-    write_json(out / SUMMARY, sealed_summary(summary, {n: (out / n).read_bytes() for n in names}))
+    data = {n: (out / n).read_bytes() for n in names}
+    drawn = {n: (out / n).read_bytes() for n in figures if (out / n).is_file()}
+    write_json(out / SUMMARY, sealed_summary(summary, data, drawn))
 
 
 def seal_evaluation(out_dir: str | Path) -> None:
     """Rewrite the finished run's ``summary.json`` so its manifest also covers the evaluation files."""
     summary = verify_run(out_dir)
-    seal(out_dir, summary, RUN_FILES + EVALUATION_FILES)
+    seal(out_dir, summary, RUN_FILES + EVALUATION_FILES, RUN_FIGURES + EVALUATION_FIGURES)
+
+
+def _evaluation_sealed(summary: dict) -> bool:
+    """Whether the verified ``summary``'s manifest covers the evaluation's data files."""
+    return all(n in summary[MANIFEST] for n in EVALUATION_FILES)
+
+
+def stale_figures(run_dir: str | Path, summary: dict) -> list[str]:
+    """The figures of the verified run in ``run_dir`` (``summary``: what :func:`verify_run` returned)
+    that are missing or differ from the digest recorded when they were drawn: those to draw again."""
+    d = Path(run_dir)
+    recorded = {n: v for n, v in summary[MANIFEST].items() if is_figure(n)}  # old manifests
+    recorded.update(summary.get(FIGURES) or {})
+    names = RUN_FIGURES + (EVALUATION_FIGURES if _evaluation_sealed(summary) else ())
+    return [
+        n
+        for n in names
+        if not (d / n).is_file() or (n in recorded and sha256_bytes((d / n).read_bytes()) != recorded[n])
+    ]
 
 
 def verify_run(run_dir: str | Path, require: tuple[str, ...] = ()) -> dict:
-    """Check that ``run_dir`` holds a finished run whose files are those its summary's manifest names
-    (and, with ``require``, that the manifest covers those files too); return the summary.
+    """Check that ``run_dir`` holds a finished run whose data files are those its summary's manifest
+    names (and, with ``require``, that the manifest covers those data files too); return the summary.
 
-    Raises :class:`NotFinishedRun` saying what is wrong: a missing file, a digest mismatch, a summary
-    that is not a JSON object or has no manifest.
+    Raises :class:`NotFinishedRun` saying what is wrong: a missing data file, a digest mismatch, a
+    summary that is not a JSON object or has no manifest. Figures are not checked: a missing or damaged
+    one is drawn again (:func:`redraw_stale_figures`), also where an old manifest lists it.
     """
     d = Path(run_dir)
     summary = _read_summary(d)
@@ -86,7 +130,7 @@ def verify_run(run_dir: str | Path, require: tuple[str, ...] = ()) -> dict:
     if manifest[SUMMARY] != _summary_digest(summary):
         raise NotFinishedRun(f"{d}: not a finished metarep run ({SUMMARY} does not match its digest)")
     for name, digest in manifest.items():
-        if name == SUMMARY:
+        if name == SUMMARY or is_figure(name):
             continue
         if Path(name).name != name or not (d / name).is_file():
             raise NotFinishedRun(f"{d}: not a finished metarep run (no {name})")
@@ -165,8 +209,9 @@ def save_run(result: Any, out_dir: str | Path) -> Path:
     each file atomically; return the folder.
 
     An earlier ``summary.json`` goes first; the new one is written last, with the manifest of the
-    other files (:func:`seal`), so a folder that passes :func:`verify_run` is a finished run; its
-    ``status`` says whether the run completed, diverged or was interrupted.
+    data files and the digest of ``dynamics.png`` (:func:`seal`), so a folder that passes
+    :func:`verify_run` is a finished run; its ``status`` says whether the run completed, diverged or
+    was interrupted.
     """
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -196,22 +241,54 @@ def plot_run(run_dir: str | Path, out: str | Path | None = None) -> list[Path]:
 
     ``dynamics.png`` from ``history.csv`` and ``summary.json``, and ``evaluation.png`` from
     ``evaluation.json`` when the run was evaluated (``metarep evaluate``). Into ``out`` (created if
-    missing), or by default into ``run_dir`` itself, whose summary is then sealed again so the folder
-    still verifies.
-    Raises :class:`NotFinishedRun` when ``run_dir`` does not hold a finished run.
+    missing), or by default into ``run_dir`` itself, whose summary is then sealed again with the new
+    figures' digests. A missing or damaged figure does not matter: it is drawn anew.
+    Raises :class:`NotFinishedRun` when ``run_dir`` does not hold a finished run (its data).
     """
-    from .eval_outputs import plot_evaluation
-
     d = Path(run_dir)
     summary = verify_run(d)
-    cfg = from_dict(json.loads((d / "config.json").read_text())["config"])
     dest = d if out is None else Path(out)
     dest.mkdir(parents=True, exist_ok=True)
-    paths = [dest / "dynamics.png"]
-    plot_dynamics(read_history(d), summary, dynamics_title(cfg, summary), paths[0])
-    if (d / "evaluation.json").is_file():  # written by metarep evaluate (sealed in by reproduce and sweep)
-        paths.append(plot_evaluation(json.loads((d / "evaluation.json").read_text()), cfg, d.name, dest))
-    if dest.resolve() == d.resolve():  # the figures are part of the manifest: seal them again
-        sealed = all(n in summary[MANIFEST] for n in EVALUATION_FILES)
-        seal(d, summary, RUN_FILES + (EVALUATION_FILES if sealed else ()))
+    paths = _draw(d, summary, RUN_FIGURES + EVALUATION_FIGURES, dest)
+    if dest.resolve() == d.resolve():
+        _reseal_figures(d, summary)
     return paths
+
+
+def redraw_stale_figures(run_dir: str | Path) -> list[Path]:
+    """Draw again the figures of the finished run in ``run_dir`` that are missing or damaged
+    (:func:`stale_figures`), and reseal its summary with their digests; return the paths drawn (none
+    when every figure is intact).
+
+    Raises :class:`NotFinishedRun` when ``run_dir`` does not hold a finished run (its data).
+    """
+    d = Path(run_dir)
+    summary = verify_run(d)
+    stale = stale_figures(d, summary)
+    if not stale:
+        return []
+    paths = _draw(d, summary, tuple(stale), d)
+    _reseal_figures(d, summary)
+    return paths
+
+
+def _draw(d: Path, summary: dict, names: tuple[str, ...], dest: Path) -> list[Path]:
+    """Draw the figures ``names`` of the verified run in ``d`` into ``dest``: ``dynamics.png``, and
+    ``evaluation.png`` when ``d`` holds an ``evaluation.json``; return their paths."""
+    from .eval_outputs import plot_evaluation
+
+    cfg = from_dict(json.loads((d / "config.json").read_text())["config"])
+    paths = []
+    if "dynamics.png" in names:
+        paths.append(dest / "dynamics.png")
+        plot_dynamics(read_history(d), summary, dynamics_title(cfg, summary), paths[-1])
+    if "evaluation.png" in names and (d / "evaluation.json").is_file():  # metarep evaluate (sealed by reproduce)
+        paths.append(plot_evaluation(json.loads((d / "evaluation.json").read_text()), cfg, d.name, dest))
+    return paths
+
+
+def _reseal_figures(d: Path, summary: dict) -> None:
+    """Seal the verified run in ``d`` again with the digests of its figures as they are now (its data
+    are as verified)."""
+    ev = _evaluation_sealed(summary)
+    seal(d, summary, RUN_FILES + (EVALUATION_FILES if ev else ()), RUN_FIGURES + (EVALUATION_FIGURES if ev else ()))

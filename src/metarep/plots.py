@@ -150,11 +150,13 @@ def plot_dynamics(history: list[dict], summary: dict, title: str, path: str | Pa
     if pos:
         xs, ys = zip(*pos)
         ax2.loglog(xs, ys, color="C3", lw=1.6, label=r"$\|B_\perp^\top B_t\|_2^2$")
-        c = summary["predicted_perp_rate"]
-        infinite = summary.get("regime") == "infinite"  # the C/t law is the infinite-task theorem's
-        label = f"predicted {c:.3g} / t" if infinite else f"{c:.3g} / t: the law for infinitely many tasks"
-        ax2.loglog(xs, [c / s for s in xs], color="k", ls="--", lw=1, label=label)
-        lo, hi = min(min(ys), c / xs[-1]), max(ys)
+        lo, hi = min(ys), max(ys)
+        c = summary.get("predicted_perp_rate")  # None: no C/t law (width k' <= k), nothing drawn
+        if c is not None:
+            infinite = summary.get("regime") == "infinite"  # the C/t law is the infinite-task theorem's
+            label = f"predicted {c:.3g} / t" if infinite else f"{c:.3g} / t: the law for infinitely many tasks"
+            ax2.loglog(xs, [c / s for s in xs], color="k", ls="--", lw=1, label=label)
+            lo = min(lo, c / xs[-1])
         floor, fro_floor = summary.get("predicted_perp_floor"), summary.get("predicted_perp_fro_floor")
         if floor and fro_floor:  # a finite pool: the predicted floors (MATH.md §8)
             fro = [r["perp_fro2"] for s, r in zip(steps, history) if s > 0 and r["perp_norm2"] > 0]

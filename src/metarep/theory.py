@@ -5,7 +5,8 @@ needs no training:
 
 - the limit of ``B*ᵀ B Bᵀ B*`` (§5.1, §5.3, §5.5) and of ``M = α B Bᵀ``: :func:`limit_gram`,
   :func:`limit_M`, :func:`predicted_signal_eigs`, :func:`kept_directions`;
-- the unlearning constant ``lim t·‖B⊥ᵀB_t‖₂²`` (§5.2): :func:`predicted_perp_rate`;
+- the unlearning constant ``lim t·‖B⊥ᵀB_t‖₂²`` (§5.2): :func:`predicted_perp_rate`, for a config
+  :func:`unlearning_constant` (none for width ``k' ≤ k``: :func:`unlearning_note`);
 - the one-step adaptation risk on a new task (§5.6) for any ``(B, w)``: :func:`one_step_risk`,
   and at the limit: :func:`limit_one_step_risk`;
 - least squares on a new task: :func:`oracle_risk`, :func:`scratch_risk`, and on any fixed
@@ -87,6 +88,32 @@ def predicted_signal_eigs(sigma_diag: torch.Tensor, sigma2: float, alpha: float,
 def predicted_perp_rate(trace: float, sigma2: float, alpha: float, beta: float, m_in: int) -> float:
     """``lim t · ‖B⊥ᵀB_t‖₂² = m_in / (2 α² β (tr Σ* + σ²))`` (MATH.md §5.2)."""
     return m_in / (2 * alpha**2 * beta * (trace + sigma2))
+
+
+def unlearning_note(width: int, k: int) -> str | None:
+    """``None`` when the unlearning constant (MATH.md §5.2) exists for width ``k'``, else why not (one line).
+
+    It needs ``k' > k``: only then can ``B`` keep directions outside ``span(B*)`` that are unlearned
+    like ``C/t``. With ``k' ≤ k``, ``Ψᵀ Λ* Ψ`` is positive definite at the limit (MATH.md §4), so
+    ``B⊥ᵀB_t`` vanishes exponentially and there is no constant to predict.
+    """
+    if width > k:
+        return None
+    return (
+        f"no unlearning constant: width k'={width} ≤ k={k}, nothing outside the shared subspace is learned; "
+        "‖B⊥ᵀB_t‖₂² vanishes exponentially, not like C/t"
+    )
+
+
+def unlearning_constant(cfg) -> dict[str, float | str | None]:
+    """The unlearning constant of a :class:`~metarep.config.Config`: ``predicted_perp_rate``
+    (:func:`predicted_perp_rate`), ``None`` where :func:`unlearning_note` says there is none, with
+    ``perp_rate_note`` saying why (only then). The one place that decides whether it is predicted."""
+    note = unlearning_note(cfg.width, cfg.task.k)
+    if note is not None:
+        return {"predicted_perp_rate": None, "perp_rate_note": note}
+    m = cfg.method
+    return {"predicted_perp_rate": predicted_perp_rate(cfg.cov_trace, cfg.task.sigma2, m.alpha, m.beta, cfg.data.m_in)}
 
 
 # --------------------------------------------------------------------------------------------
@@ -199,7 +226,8 @@ def predictions(cfg) -> dict[str, object]:
     MAML at ``w = 0``; the unlearning rate is FO-ANIL's). Keys:
 
     - ``predicted_signal_eigs``: limit of the eigenvalues of ``B*ᵀBBᵀB*``, ascending (§5.1, §5.5);
-    - ``predicted_perp_rate``: ``lim t·‖B⊥ᵀB_t‖₂²`` (§5.2);
+    - ``predicted_perp_rate``: ``lim t·‖B⊥ᵀB_t‖₂²`` (§5.2); ``null`` for width ``k' ≤ k``, with
+      ``perp_rate_note`` saying why (:func:`unlearning_constant`);
     - ``predicted_rank``: rank of ``B_∞``, ``min(k, k')`` (§5.3);
     - ``predicted_risk_m_in``: one-step excess risk at the limit on a new task with ``m = m_in`` (§5.6);
     - ``predicted_oracle_risk_m_in``, ``predicted_scratch_risk_m_in``: the oracle and scratch at
@@ -211,7 +239,7 @@ def predictions(cfg) -> dict[str, object]:
     a, m = cfg.method.alpha, cfg.data.m_in
     return {
         "predicted_signal_eigs": predicted_signal_eigs(s, t.sigma2, a, m, cfg.width),
-        "predicted_perp_rate": predicted_perp_rate(cfg.cov_trace, t.sigma2, a, cfg.method.beta, m),
+        **unlearning_constant(cfg),
         "predicted_rank": min(t.k, cfg.width),
         "predicted_risk_m_in": _num(limit_one_step_risk(s, t.sigma2, m, m, cfg.width)),
         "predicted_oracle_risk_m_in": _num(oracle_risk(t.k, cfg.cov_trace, t.sigma2, m)),
@@ -224,7 +252,8 @@ def report(cfg, m_test: Sequence[int] = DEFAULT_M_TEST) -> dict[str, object]:
     """Every prediction of MATH.md §5 for ``cfg`` (what ``metarep theory`` prints).
 
     ``risks`` lists, for each ``m`` in ``m_test`` and ``m_in``, the one-step risk at the limit, the
-    oracle and scratch (``None`` where infinite or undefined).
+    oracle and scratch (``None`` where infinite or undefined). ``predicted_perp_rate`` is ``None`` for
+    width ``k' ≤ k``, with ``perp_rate_note`` saying why (:func:`unlearning_constant`).
     """
     t = cfg.task
     s = task_cov_diag(t.k, t.task_cov, cfg.cov_trace)
@@ -249,7 +278,7 @@ def report(cfg, m_test: Sequence[int] = DEFAULT_M_TEST) -> dict[str, object]:
         "predicted_alpha_signal_eigs": torch.sort(limit_gamma(s, t.sigma2, m_in, width)).values.tolist(),
         "limit_gram_diag": torch.diagonal(limit_gram(s, t.sigma2, a, m_in, width)).tolist(),
         "predicted_rank": min(t.k, width),
-        "predicted_perp_rate": predicted_perp_rate(cfg.cov_trace, t.sigma2, a, beta, m_in),
+        **unlearning_constant(cfg),
         "risks": [
             {
                 "m": m,

@@ -14,9 +14,10 @@ def plot(
     out: Path | None = typer.Option(None, "--out", help="Output folder (default: RUN_DIR, whose summary is resealed)."),
 ) -> None:
     """Draw dynamics.png (and evaluation.png, if the run was evaluated) again from the run's history,
-    summary and evaluation, e.g. after an upgrade of metarep changed the figures.
+    summary and evaluation, e.g. after an upgrade of metarep changed the figures, or when one is missing
+    or damaged (figures are drawn from the data; only the data must be intact).
 
-    Exit codes: 0 done; 2 RUN_DIR does not hold a finished run, or --out is not writable.
+    Exit codes: 0 done; 2 RUN_DIR does not hold a finished run (its data), or --out is not writable.
     """
     from ..outputs import NotFinishedRun, plot_run, verify_run
 

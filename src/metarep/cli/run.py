@@ -115,10 +115,13 @@ def _report(result, out_dir: Path) -> None:
     typer.echo(f"{s['method']} ({s['regime']} tasks): {s['steps']} steps in {s['wall_seconds']:.1f} s -> {out_dir}")
     typer.echo(f"  signal_eigs       {fmt_list(s['signal_eigs'])}")
     typer.echo(f"  predicted         {fmt_list(s['predicted_signal_eigs'])}")
+    c = s["predicted_perp_rate"]  # None where the theory has no unlearning constant (width k' <= k)
     typer.echo(
         f"  perp_norm2        {s['perp_norm2']:.4g}   (t * perp_norm2 = {s['perp_rate']:.4g}, "
-        f"predicted -> {s['predicted_perp_rate']:.4g})"
+        + (f"predicted -> {c:.4g})" if c is not None else "not predicted)")
     )
+    if c is None:
+        typer.echo(f"  {s['perp_rate_note']}")
     if s.get("predicted_perp_floor") is not None:
         typer.echo(
             f"  floor (N tasks)   predicted perp_norm2 -> {s['predicted_perp_floor']:.4g}, "

@@ -57,7 +57,7 @@ def format_report(rep: dict) -> str:
         f"  lim eig B*ᵀBBᵀB* (= γ/α)         {fl(rep['predicted_signal_eigs'])}",
         f"  α × those (α-invariant)          {fl(rep['predicted_alpha_signal_eigs'])}",
         f"  rank of B_∞                      {rep['predicted_rank']}",
-        f"  lim t·‖B⊥ᵀB_t‖₂² (unlearning)    {rep['predicted_perp_rate']:.4g}",
+        f"  lim t·‖B⊥ᵀB_t‖₂² (unlearning)    {_perp_rate(rep)}",
         "",
         *_floor_lines(rep),
         "excess risk E‖θ̂ − θ‖² on a new task with m samples ('-': infinite or undefined):",
@@ -83,6 +83,12 @@ def format_report(rep: dict) -> str:
         if rep.get("step_size_advice"):
             lines.append(f"  advice: {rep['step_size_advice']}")
     return "\n".join(lines)
+
+
+def _perp_rate(rep: dict) -> str:
+    """The unlearning constant, or ``-`` and why there is none (:func:`metarep.theory.unlearning_constant`)."""
+    c = rep["predicted_perp_rate"]
+    return f"-  {rep['perp_rate_note']}" if c is None else f"{c:.4g}"
 
 
 def _floor_lines(rep: dict) -> list[str]:

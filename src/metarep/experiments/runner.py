@@ -4,8 +4,10 @@ A run is a pure function of its :class:`RunSpec` (a config plus the test-time ev
 of it). Its folder is named by a hash of both, so identical runs requested by two experiments are
 made once, and a run whose folder already holds a complete result is skipped: an interrupted
 reproduction resumes where it stopped. A folder is complete when it passes
-:func:`metarep.outputs.verify_run` (its ``summary.json`` holds the sha256 of every other file); one
+:func:`metarep.outputs.verify_run` (its ``summary.json`` holds the sha256 of every data file); one
 that does not (damaged, cut, edited, written before manifests) is made again, with a note on stderr.
+Figures are not data: a reused run whose figure is missing or damaged has it drawn again
+(:func:`metarep.outputs.redraw_stale_figures`), it is not made again.
 Two processes may share a store: each run is claimed with a lock file ``KEY.lock`` beside its folder,
 a run locked by the other process is left to it and waited for, so no run is made twice.
 
@@ -43,20 +45,22 @@ from .worker import RunSpec, partial_dir, produce, produce_in
 __all__ = ["ExecutorError", "RunSpec", "execute", "is_complete", "produce", "run_all", "write_outputs"]
 
 SUMMARY = "summary.json"  # written last, with the manifest that makes the folder a finished run
-EVALUATION = ("evaluation.json", "evaluation.csv", "evaluation.png")
+EVALUATION_DATA = ("evaluation.json", "evaluation.csv")  # what a run with an evaluation must hold (as outputs')
+EVALUATION = (*EVALUATION_DATA, "evaluation.png")  # an earlier attempt's evaluation files, removed first
 LOCK_BATCH = 256  # runs claimed (lock files held open) at a time
 
 
 def run_state(run_dir: Path, spec: RunSpec) -> tuple[str, str]:
     """``("complete", "")``; ``("absent", "")`` (no folder); ``("unfinished", "STATUS: message")`` (a
     verified run that did not complete); or ``("damaged", why)``: the folder fails
-    :func:`~metarep.outputs.verify_run` (evaluation files included when ``spec`` asks for one)."""
+    :func:`~metarep.outputs.verify_run` (evaluation data included when ``spec`` asks for one). Figures
+    do not count: a complete run with a missing or damaged figure is complete."""
     from ..outputs import NotFinishedRun, verify_run
 
     if not run_dir.is_dir():
         return "absent", ""
     try:
-        summary = verify_run(run_dir, EVALUATION if spec.m_test else ())
+        summary = verify_run(run_dir, EVALUATION_DATA if spec.m_test else ())
     except NotFinishedRun as e:
         summary = _verified_or_none(run_dir)
         if spec.m_test and summary is not None and summary.get("status") != "complete":
@@ -145,6 +149,8 @@ def run_all(
     store = Path(store)
     unique = {s.key(): s for s in specs}
     todo = {k: s for k, s in unique.items() if run_state(store / k, s)[0] != "complete"}
+    for key in unique.keys() - todo.keys():  # reused: only its figures may need drawing again
+        _redraw_figures(store, key)
     counts: dict = {
         "total": len(unique),
         "skipped": len(unique) - len(todo),
@@ -229,6 +235,31 @@ def _claim(pending: dict[str, RunSpec], store: Path, others: set, counts: dict, 
             print(f"note: {store / key} continues from its checkpoint at step {step}", file=sys.stderr, flush=True)
         locks[key] = lock
     return locks, busy
+
+
+def _redraw_figures(store: Path, key: str) -> None:
+    """Draw again the missing or damaged figures of the complete run ``store/KEY``, under its lock (left
+    to the other process if it holds it). A figure is never a reason to make a run again, nor to fail:
+    a figure that cannot be drawn gets one note on stderr."""
+    from ..outputs import NotFinishedRun, redraw_stale_figures, stale_figures, verify_run
+
+    run_dir = store / key
+    try:
+        if not stale_figures(run_dir, verify_run(run_dir)):
+            return
+    except (NotFinishedRun, OSError):
+        return
+    lock = FileLock(store / f"{key}.lock")
+    try:
+        lock.acquire(timeout=0)
+    except Timeout:
+        return
+    try:
+        redraw_stale_figures(run_dir)
+    except (OSError, ValueError, KeyError) as e:  # NotFinishedRun included: changed since it was checked
+        print(f"note: cannot draw the figures of {run_dir} again: {e}", file=sys.stderr, flush=True)
+    finally:
+        lock.release()
 
 
 def _checkpoint_step(partial: Path) -> int | None:

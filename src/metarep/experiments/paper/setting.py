@@ -121,10 +121,9 @@ def predicted_eigs(cfg: Config, alpha: float | None = None) -> np.ndarray:
     return np.array(theory.predicted_signal_eigs(sigma_star(cfg), cfg.task.sigma2, a, cfg.data.m_in, cfg.width))
 
 
-def predicted_rate(cfg: Config) -> float:
-    """``lim t·‖B⊥ᵀB_t‖₂²`` (§5.2)."""
-    m = cfg.method
-    return theory.predicted_perp_rate(cfg.cov_trace, cfg.task.sigma2, m.alpha, m.beta, cfg.data.m_in)
+def predicted_rate(cfg: Config) -> float | None:
+    """``lim t·‖B⊥ᵀB_t‖₂²`` (§5.2); None for width k' <= k (:func:`metarep.theory.unlearning_constant`)."""
+    return theory.unlearning_constant(cfg)["predicted_perp_rate"]
 
 
 def limit_risk(cfg: Config, m: int) -> float:
