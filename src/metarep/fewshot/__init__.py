@@ -9,7 +9,7 @@ Every task source yields :class:`metarep.batch.TaskBatch` tensors with a leading
 from ._util import tune_inner_lr
 from .backbones import conv4
 from .episodes import EpisodeSampler, rotate_per_class
-from .images import ClassImages, load_digits, load_image_folder
+from .images import ClassImages, load_digits, load_image_folder, rotate_classes
 from .sinusoid import SinusoidTasks, sinusoid_net
 
 __all__ = [
@@ -19,6 +19,7 @@ __all__ = [
     "conv4",
     "load_digits",
     "load_image_folder",
+    "rotate_classes",
     "rotate_per_class",
     "sinusoid_net",
     "tune_inner_lr",
