@@ -4,7 +4,7 @@ VENV   ?= .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
-.PHONY: install demo lint test test-fast docs docs-figures bench clean
+.PHONY: install demo lint test test-fast test-stress docs docs-figures bench clean
 
 $(STAMP): pyproject.toml
 	@echo "==> [1/3] virtual environment in $(VENV)"
@@ -52,6 +52,11 @@ docs-figures: $(STAMP)
 # unit tests only, no end-to-end runs of whole commands or long convergence checks (about a minute)
 test-fast: $(STAMP)
 	$(PY) -m pytest -m "not slow"
+
+# the whole suite twice (torch threads forced to 1, then 4) while every core is kept busy by other processes
+# (tests/stress.sh; about half an hour on 2 cores)
+test-stress: $(STAMP)
+	PY=$(PY) bash tests/stress.sh
 
 bench: $(STAMP)
 	$(VENV)/bin/metarep bench

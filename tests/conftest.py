@@ -1,7 +1,14 @@
+import os
+
 import pytest
 import torch
 
 from metarep.config import load_config
+
+# `make test-stress` forces torch's intra-op threads of the test process (and, through OMP_NUM_THREADS, of
+# the processes it starts) to 1 and to 4: the suite must hold whatever the thread count
+if os.environ.get("METAREP_TEST_THREADS"):
+    torch.set_num_threads(int(os.environ["METAREP_TEST_THREADS"]))
 
 # a run small enough for end-to-end tests of the runner (about a second)
 TINY_RUN = (
