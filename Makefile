@@ -4,7 +4,7 @@ VENV   ?= .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
-.PHONY: install demo lint test test-fast test-stress docs docs-figures bench clean
+.PHONY: install demo lint test test-fast test-stress docs docs-figures docs-blocks docs-data bench clean
 
 $(STAMP): pyproject.toml
 	@echo "==> [1/3] virtual environment in $(VENV)"
@@ -38,16 +38,25 @@ test: lint docs
 
 # the documentation site into site/ (git-ignored); --strict: any warning fails (mkdocs.yml)
 # (the two variables silence the theme's and a plugin's banners about MkDocs' future)
-docs: $(STAMP)
+docs: docs-figures
 	@echo "==> documentation site (mkdocs build --strict)"
 	NO_MKDOCS_2_WARNING=1 DISABLE_MKDOCS_2_WARNING=true $(VENV)/bin/mkdocs build --strict --quiet
 
-# the figures of docs/reproducing.md, from the quick version of every experiment (minutes)
-DOCS_FIGURES := docs/assets/reproduce
+# every figure of the docs, drawn by today's code from the committed data in docs/data/ (seconds)
 docs-figures: $(STAMP)
-	$(VENV)/bin/metarep reproduce --quick --seeds 2 --out build/docs-figures
-	mkdir -p $(DOCS_FIGURES)
-	install -m 644 build/docs-figures/*.png $(DOCS_FIGURES)/
+	@echo "==> the docs' figures from docs/data/ (docs/_gen/figures.py)"
+	$(PY) docs/_gen/figures.py
+
+# the tables and numbers of the docs that come from result files (docs/_gen/blocks.py), written into the pages
+docs-blocks: $(STAMP)
+	$(PY) docs/_gen/blocks.py
+
+# measure again the data of the reproduction figures (metarep reproduce --quick --seeds 2, minutes)
+REPRODUCED := learning unlearning methods adaptation width alpha relu
+docs-data: $(STAMP)
+	$(VENV)/bin/metarep reproduce $(REPRODUCED) --quick --seeds 2 --out build/docs-data
+	for n in $(REPRODUCED); do install -m 644 build/docs-data/$$n.json docs/data/reproduce/; done
+	$(MAKE) docs-figures
 
 # unit tests only, no end-to-end runs of whole commands or long convergence checks (about a minute)
 test-fast: $(STAMP)

@@ -11,7 +11,7 @@ from typer.testing import CliRunner
 
 from metarep.cli import app
 from metarep.metrics import signal_eigs
-from metarep.outputs import load_run
+from metarep.outputs import load_run, read_history
 
 SMALL = ["--set", "task.d=12", "--set", "data.tasks=50", "--set", "run.steps=30", "--set", "run.eval_every=10"]
 SUMMARY_KEYS = {
@@ -211,6 +211,13 @@ def test_demo_runs_both_regimes_and_says_what_a_finite_pool_changes(tmp_path):
     assert verify_run(out / "infinite")["regime"] == "infinite"
     assert verify_run(out / "finite")["regime"] == "finite"
     assert (out / "demo.png").stat().st_size > 10_000
+    # demo.json holds what the figure is drawn from: the figure is drawn again from it alone
+    from metarep.demo_figure import redraw_demo
+
+    doc = json.loads((out / "demo.json").read_text())
+    assert len(doc["runs"]["infinite"][0]) == len(read_history(out / "infinite")) and doc["tasks"] == 200
+    redraw_demo(out / "demo.json", tmp_path / "again.png")
+    assert (tmp_path / "again.png").stat().st_size > 10_000
     bad = subprocess.run(
         [sys.executable, "-m", "metarep.cli", "demo", "--out", str(tmp_path / "x"), "--set", "data.tasks=inf"],
         capture_output=True,

@@ -10,7 +10,7 @@ from typer.testing import CliRunner
 from metarep import theory
 from metarep.cli import app
 from metarep.config import load_config
-from metarep.experiments import EXPERIMENTS, PAPER, QUICK, Series, framework, reproduce
+from metarep.experiments import EXPERIMENTS, PAPER, QUICK, Series, framework, reproduce, snapshot
 from metarep.experiments.paper.setting import infinite, method_series
 from metarep.experiments.runner import RunSpec
 from metarep.methods import registry
@@ -45,6 +45,14 @@ def test_smoke_reproduction_and_resume(tmp_path):
         assert rows and {"label", "metric", "mean", "std", "seeds", "predicted"} <= set(rows[0])
     # the infinite regime reaches the predicted limit even at this size: the report says so
     assert "Infinite tasks: the eigenvalues reach the predicted limit" in report
+    # each figure is drawn again from its snapshot alone, as the docs' figures are: the same drawing
+    # (same code path, same process: the same bytes), and the snapshot holds what was aggregated
+    for name in ("learning", "width"):
+        assert framework.redraw(PAPER, out / f"{name}.json", tmp_path / f"{name}.png", "") == name
+        assert (tmp_path / f"{name}.png").read_bytes() == (out / f"{name}.png").read_bytes()
+    _, learning = snapshot.load(out / "learning.json")
+    assert [s.label for s in learning.series] == ["finite N=60", "infinite"]
+    assert learning.series[1].config.infinite and learning.series[0].curves[0].mean.dtype.kind == "f"
 
     # an interrupted reproduction: one run lost its result; only that run is made again
     run_dirs = sorted((out / "runs").iterdir())

@@ -2,9 +2,32 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
+from .files import atomic_write_bytes
 from .plots import colormap, figure, save_figure
+
+# what plot_demo reads of a summary; of a history row it reads the step, perp_norm2 and signal_eig_j
+SUMMARY_KEYS = ("signal_eigs", "predicted_signal_eigs", "predicted_perp_rate", "predicted_perp_floor")
+
+
+def save_demo_data(path: str | Path, runs: dict[str, tuple[list[dict], dict]], alpha: float, tasks: int, title: str):
+    """Write what :func:`plot_demo` draws (``demo.json``: the histories' columns it reads, the summaries' keys
+    it reads, ``alpha``, ``tasks``, ``title``), so that :func:`redraw_demo` can draw the figure again."""
+    slim = {}
+    for name, (hist, summary) in runs.items():
+        cols = ["step", "perp_norm2", *(f"signal_eig_{j + 1}" for j in range(len(summary["signal_eigs"])))]
+        slim[name] = ([{c: row[c] for c in cols} for row in hist], {k: summary.get(k) for k in SUMMARY_KEYS})
+    doc = {"runs": slim, "alpha": alpha, "tasks": tasks, "title": title}
+    atomic_write_bytes(Path(path), json.dumps(doc, separators=(",", ":")).encode())
+
+
+def redraw_demo(data: str | Path, path: str | Path) -> None:
+    """Draw the demo's figure into ``path`` from the ``demo.json`` that :func:`save_demo_data` wrote."""
+    doc = json.loads(Path(data).read_text(encoding="utf-8"))
+    runs = {name: (hist, summary) for name, (hist, summary) in doc["runs"].items()}
+    plot_demo(runs, doc["alpha"], doc["tasks"], doc["title"], path)
 
 
 def plot_demo(runs: dict[str, tuple[list[dict], dict]], alpha: float, tasks: int, title: str, path: str | Path) -> None:
@@ -22,9 +45,10 @@ def plot_demo(runs: dict[str, tuple[list[dict], dict]], alpha: float, tasks: int
     for (hist, _), color, label in ((runs["infinite"], "C0", "infinitely many tasks"), (runs["finite"], "C3", "")):
         pts = [(r["step"], r["perp_norm2"]) for r in hist if r["step"] > 0 and r["perp_norm2"] > 0]
         ax1.loglog(*zip(*pts), color=color, lw=1.8, label=label or f"pool of N = {tasks} tasks")
-    c = inf_sum["predicted_perp_rate"]
+    c = inf_sum["predicted_perp_rate"]  # None: no C/t law (width k' <= k)
     xs = [r["step"] for r in inf_hist if r["step"] >= inf_hist[-1]["step"] / 30]  # an asymptote: its late part
-    ax1.loglog(xs, [c / x for x in xs], color="k", ls="--", lw=1, label=f"theory for N = ∞, large t: {c:.3g} / t")
+    if c is not None:
+        ax1.loglog(xs, [c / x for x in xs], color="k", ls="--", lw=1, label=f"theory for N = ∞, large t: {c:.3g} / t")
     floor = fin_sum.get("predicted_perp_floor")
     if floor is not None:
         ax1.axhline(floor, color="C3", ls=":", lw=1.2, label=f"predicted floor of the pool: {floor:.3g}")

@@ -34,7 +34,7 @@ def demo(
     ``run.steps``, the infinite one runs ``--steps``.
     """
     from ..config import load_config
-    from ..demo_figure import plot_demo
+    from ..demo_figure import plot_demo, save_demo_data
     from ..outputs import save_run
     from ..train import train
 
@@ -66,10 +66,11 @@ def demo(
         "the extra directions are unlearned like C/t only with infinitely many tasks"
     )
     runs = {n: (r.history, r.summary) for n, r in results.items()}
+    save_demo_data(out_dir / "demo.json", runs, fin.method.alpha, fin.data.tasks, title)
     plot_demo(runs, fin.method.alpha, fin.data.tasks, title, out_dir / "demo.png")
     for line in summary_lines(results["infinite"].summary, results["finite"].summary, configs["finite"].data.tasks):
         typer.echo(line)
-    typer.echo(f"runs and figure: {out_dir}/ (demo.png, infinite/, finite/)")
+    typer.echo(f"runs and figure: {out_dir}/ (demo.png and its data demo.json, infinite/, finite/)")
 
 
 def summary_lines(inf: dict, fin: dict, tasks: int) -> list[str]:
@@ -85,7 +86,8 @@ def summary_lines(inf: dict, fin: dict, tasks: int) -> list[str]:
         f"  infinite  {eigs}",
         f"  finite    {fin_eigs}",
         "Unlearning, infinitely many tasks (the theorem's regime): ‖B⊥ᵀB_t‖₂² falls like C/t",
-        f"  t·‖B⊥ᵀB_t‖₂² = {inf['perp_rate']:.4g} at t = {inf['steps']}, predicted limit C = {c:.4g}",
+        f"  t·‖B⊥ᵀB_t‖₂² = {inf['perp_rate']:.4g} at t = {inf['steps']}, "
+        + (f"predicted limit C = {c:.4g}" if c is not None else inf["perp_rate_note"]),
         f"Unlearning, a pool of N = {tasks} tasks: it stops at a floor (the C/t law is for N = ∞)",
         f"  ‖B⊥ᵀB‖₂² = {fin['perp_norm2']:.3g} at t = {fin['steps']}",
     ]

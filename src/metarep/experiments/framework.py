@@ -27,6 +27,7 @@ import numpy as np
 from ..config import Config, from_dict
 from ..files import atomic_write_bytes, write_csv
 from ..plots import figure, save_figure
+from . import snapshot
 from .runner import RunSpec, run_all
 
 BAND = 0.2  # alpha of the shaded spread over seeds
@@ -247,18 +248,35 @@ def _sentence(text: str) -> str:
 
 
 def present(exp: Experiment, res: Results, out: Path, tag: str = "") -> str:
-    """Write ``exp``'s figure and CSV into ``out``; returns its report section."""
+    """Write ``exp``'s figure, CSV and snapshot (``NAME.json``: the numbers the figure is drawn from, see
+    :mod:`.snapshot`) into ``out``; returns its report section."""
     agg = exp.aggregate(res)
-    fig = figure(figsize=(12, 4.4))
-    exp.draw(fig, agg)
-    fig.suptitle(exp.title + (f" ({tag})" if tag else ""), fontsize=11)
-    save_figure(fig, out / f"{exp.name}.png")
+    snapshot.save(out / f"{exp.name}.json", exp.name, agg)
+    draw_figure(exp, agg, out / f"{exp.name}.png", tag)
     write_csv(out / f"{exp.name}.csv", rows_with_x(agg.rows))
     name = exp.name
     return (
         f"## {exp.title} (`{name}`)\n\n**Claim.** {exp.claim}\n\n![{name}]({name}.png)\n\n"
         f"{exp.prose(agg)}\n\nData: [`{name}.csv`]({name}.csv).\n"
     )
+
+
+def draw_figure(exp: Experiment, agg: Any, path: Path, tag: str = "") -> None:
+    """Draw ``exp``'s figure of the aggregate ``agg`` into ``path``."""
+    fig = figure(figsize=(12, 4.4))
+    exp.draw(fig, agg)
+    fig.suptitle(exp.title + (f" ({tag})" if tag else ""), fontsize=11)
+    save_figure(fig, path)
+
+
+def redraw(study: Study, snapshot_path: str | Path, png: str | Path, tag: str = "") -> str:
+    """Draw the figure of an experiment of ``study`` again from its snapshot (``NAME.json``, written by
+    :func:`present`) into ``png``, with today's plotting code and without its runs; returns its name."""
+    name, agg = snapshot.load(snapshot_path)
+    if name not in study.experiments:
+        raise ValueError(f"{snapshot_path}: experiment {name!r} is not one of {', '.join(study.experiments)}")
+    draw_figure(study.experiments[name], agg, Path(png), tag)
+    return name
 
 
 # --------------------------------------------------------------------------------------------
