@@ -160,6 +160,22 @@ def digits_table(docs: Path) -> str:
     )
 
 
+# --------------------------------------------------------------------------------------------
+# make test-stress (data/test-stress.json: the build/test-stress.json that tests/stress.sh writes)
+
+
+def stress_results(docs: Path) -> str:
+    """What the last recorded `make test-stress` gave: per thread count, pytest's summary and the time."""
+    doc = _read_json(docs / "data" / "test-stress.json")
+    runs = "; ".join(
+        f"torch threads forced to {r['threads']}: {r['summary'] or 'no summary'}, {r['seconds'] / 60:.0f} minutes"
+        f" in all (order seed {r['seed']})"
+        for r in doc["runs"]
+    )
+    verdict = "passed" if all(r["exit"] == 0 for r in doc["runs"]) else "FAILED"
+    return f"Last recorded run ({doc['date']}, {doc['cores']} cores, all {doc['busy']} kept busy): {verdict}. {runs}."
+
+
 def _words(n: int) -> str:
     return {2: "two", 3: "three", 4: "four", 5: "five"}.get(n, str(n))
 
@@ -169,6 +185,7 @@ BLOCKS: dict[str, Callable[[Path], str]] = {
     "finite-within": finite_within,
     "fewshot-sinusoid": sinusoid_tables,
     "fewshot-digits": digits_table,
+    "stress-results": stress_results,
 }
 
 
