@@ -185,7 +185,6 @@ BLOCKS: dict[str, Callable[[Path], str]] = {
     "finite-within": finite_within,
     "fewshot-sinusoid": sinusoid_tables,
     "fewshot-digits": digits_table,
-    "stress-results": stress_results,
 }
 
 
