@@ -288,14 +288,15 @@ def test_save_run_removes_the_old_marker_before_writing(store, monkeypatch):
 
 @pytest.mark.slow
 def test_a_run_killed_while_rewriting_its_out_is_not_finished(store, tmp_path):
-    """``metarep run --out`` over a finished run, killed (whole process group) as soon as it writes."""
+    """``metarep run --out --overwrite`` over a finished run, killed (whole process group) as soon as it writes."""
     import signal
     import time
 
     d = store / KEYS[0]
     sets = [a for o in TINY for a in ("--set", o)]
     proc = subprocess.Popen(
-        [sys.executable, "-m", "metarep.cli", "run", *sets, "--set", "run.seed=1", "--out", str(d), "--no-progress"],
+        [sys.executable, "-m", "metarep.cli", "run", *sets, "--set", "run.seed=1", "--out", str(d), "--no-progress"]
+        + ["--overwrite"],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
         start_new_session=True,
@@ -304,7 +305,8 @@ def test_a_run_killed_while_rewriting_its_out_is_not_finished(store, tmp_path):
         deadline = time.monotonic() + 60
         while (d / SUMMARY).exists() and proc.poll() is None and time.monotonic() < deadline:
             time.sleep(0.002)
-        os.killpg(proc.pid, signal.SIGKILL)
+        if proc.poll() is None:  # (a replacement keeps the finished run until it is sealed: it may be done)
+            os.killpg(proc.pid, signal.SIGKILL)
     finally:
         proc.wait()
     if proc.returncode == 0:  # it finished before the kill: then it is the new finished run

@@ -191,7 +191,9 @@ def test_features_of_and_tracking_match_direct_training():
     dg.fit_tracked(d, batches, 5, 2, dg.Probe(X, k=2))
     assert all(torch.equal(p, q) for p, q in zip(c.model_.parameters(), d.model_.parameters()))
     # ProtoNets build their head from each episode's support set: their own head is not a learned head
-    proto = MetaLearner(nn.Sequential(nn.Linear(1, 8), nn.ReLU()), nn.Linear(8, 3), method="protonet")
+    proto = MetaLearner(
+        nn.Sequential(nn.Linear(1, 8), nn.ReLU()), nn.Linear(8, 3), method="protonet", loss="cross_entropy"
+    )
     assert math.isnan(dg.measure(proto, X, 2)["head_norm"])
     assert dg.measure(proto, X, 2, head=proto.head)["head_norm"] == pytest.approx(dg.head_norm(proto.head))
 

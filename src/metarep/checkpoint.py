@@ -7,10 +7,16 @@ each step's tasks. Tensors are stored as arrays; everything else (scalars, the h
 of the state) as a JSON string in a 0-d unicode array, so ``np.load(..., allow_pickle=False)`` reads
 it. Restoring writes the stored values into a freshly built state (:func:`metarep.train.build` of the
 same config): tensors in place, as an optimizer may hold them, optimizers through ``load_state_dict``.
+
+A checkpoint is verified like a finished run: it carries the sha256 of all its arrays (names, dtypes,
+shapes and bytes, the step and the history included), and :func:`load` refuses one whose content does
+not match it, one that cannot be read at all (truncated, empty, flipped bytes) and one written before
+checkpoints carried a digest, with :class:`CheckpointError` saying which.
 """
 
 from __future__ import annotations
 
+import hashlib
 import io
 import json
 from pathlib import Path
@@ -35,7 +41,13 @@ def identity_diff(a: dict[str, Any], b: dict[str, Any]) -> list[str]:
 
 
 CHECKPOINT = "checkpoint.npz"  # its name in a run folder
-VERSION = 1
+VERSION = 2  # 2: with a digest (version 1 had none)
+DIGEST = "digest"  # the array holding the sha256 of all the others
+
+
+class CheckpointError(ValueError):
+    """A checkpoint that cannot be used: unreadable, damaged, edited, of another version, or one that does
+    not fit the run's state. The message names the file and what is wrong."""
 
 
 class Checkpoint(NamedTuple):
@@ -105,29 +117,75 @@ def to_bytes(
         arrays["rng"] = rng.cpu().numpy()
     meta = {"version": VERSION, "step": step, "history": history, "config": config, "state": encoded}
     arrays["meta"] = np.array(json.dumps(meta))
+    arrays[DIGEST] = np.array(digest(arrays))
     buf = io.BytesIO()
     np.savez(buf, **arrays)
     return buf.getvalue()
 
 
+def digest(arrays: dict[str, np.ndarray]) -> str:
+    """sha256 of ``arrays`` but :data:`DIGEST`: each one's name, dtype, shape and bytes, by name."""
+    h = hashlib.sha256()
+    for name in sorted(arrays):
+        if name == DIGEST:
+            continue
+        a = np.ascontiguousarray(arrays[name])
+        h.update(json.dumps([name, a.dtype.str, list(a.shape)]).encode())
+        h.update(a.tobytes())
+    return h.hexdigest()
+
+
+def _read(path: str | Path) -> dict[str, np.ndarray]:
+    """The arrays of the ``.npz`` file ``path``, read without unpickling; :class:`CheckpointError` when
+    it cannot be read (empty, truncated, a damaged zip or array: ``np.load`` and ``zipfile`` raise many
+    kinds of errors for those). A missing or unreadable file raises its ``OSError``."""
+    with open(path, "rb") as f:
+        data = f.read()
+    if not data:
+        raise CheckpointError(f"{path}: damaged checkpoint (the file is empty)")
+    try:
+        with np.load(io.BytesIO(data), allow_pickle=False) as z:
+            return {k: z[k] for k in z.files}
+    except Exception as e:  # BadZipFile, zlib.error, EOFError, ValueError, ...: any of them means damaged
+        raise CheckpointError(f"{path}: damaged checkpoint ({_last_line(e)})") from None
+
+
+def _last_line(e: BaseException) -> str:
+    text = str(e).strip().splitlines()
+    return f"{type(e).__name__}: {text[-1]}" if text else type(e).__name__
+
+
 def load(path: str | Path) -> Checkpoint:
-    """Read a checkpoint (no unpickling); ``ValueError`` when it is not one this version wrote."""
-    with np.load(path, allow_pickle=False) as z:
-        arrays = {k: z[k] for k in z.files}
+    """Read and verify a checkpoint (no unpickling). :class:`CheckpointError` when it is damaged (cannot
+    be read, or its content does not match its digest), has no digest (written by an older version), or
+    is not a metarep checkpoint; ``OSError`` when the file cannot be opened."""
+    arrays = _read(path)
     if "meta" not in arrays:
-        raise ValueError(f"{path}: not a metarep checkpoint (no meta)")
-    meta = json.loads(str(arrays.pop("meta")[()]))
-    if not isinstance(meta, dict) or meta.get("version") != VERSION:
-        raise ValueError(f"{path}: not a metarep checkpoint of version {VERSION}")
+        raise CheckpointError(f"{path}: not a metarep checkpoint (no meta)")
+    if DIGEST not in arrays:
+        raise CheckpointError(f"{path}: a checkpoint without a digest (written by an older metarep) cannot be verified")
+    if str(arrays.pop(DIGEST)[()]) != digest(arrays):
+        raise CheckpointError(f"{path}: damaged or edited checkpoint (its content does not match its digest)")
+    try:
+        meta = json.loads(str(arrays.pop("meta")[()]))
+        ok = meta.get("version") == VERSION and isinstance(meta["step"], int) and meta["step"] >= 0
+        ok = ok and isinstance(meta["history"], list) and isinstance(meta["config"], dict) and "state" in meta
+    except (ValueError, AttributeError, KeyError, TypeError):
+        ok = False
+    if not ok:
+        raise CheckpointError(f"{path}: not a metarep checkpoint of version {VERSION}")
     rng = arrays.pop("rng", None)
-    return Checkpoint(int(meta["step"]), meta["history"], meta["config"], meta["state"], arrays, rng)
+    return Checkpoint(meta["step"], meta["history"], meta["config"], meta["state"], arrays, rng)
 
 
 def restore(ck: Checkpoint, state: Any, generator: torch.Generator | None) -> Any:
     """The training state of ``ck`` written into ``state`` (as built for the same config); the data
-    generator set to its stored state."""
+    generator set to its stored state. :class:`CheckpointError` when they do not fit."""
     if (ck.rng is None) != (generator is None):
-        raise ValueError("checkpoint: its data generator does not match this run's")
-    if generator is not None:
-        generator.set_state(torch.from_numpy(ck.rng.copy()))
-    return _restore(state, ck.state, ck.arrays)
+        raise CheckpointError("checkpoint: its data generator does not match this run's")
+    try:
+        if generator is not None:
+            generator.set_state(torch.from_numpy(ck.rng.copy()))
+        return _restore(state, ck.state, ck.arrays)
+    except (KeyError, IndexError, TypeError, ValueError, RuntimeError) as e:  # a state of another shape or layout
+        raise CheckpointError(f"checkpoint: it does not fit this run's state ({_last_line(e)})") from None

@@ -161,13 +161,18 @@ SECTIONS: dict[str, type] = {
 # validation
 
 
+INT_MAX = 2**63 - 1  # the largest TOML integer (64-bit signed): beyond it, a value is a typo, not a setting
+
+
 def _int(key: str, v: Any, lo: int | None = 1, allow_none: bool = False) -> None:
     if v is None and allow_none:
         return
     if isinstance(v, bool) or not isinstance(v, int):
-        raise ConfigError(f"{key}: must be an integer, got {v!r}")
+        raise ConfigError(f"{key}: must be an integer, got {_one_line(repr(v), 60)}")
     if lo is not None and v < lo:
-        raise ConfigError(f"{key}: must be an integer >= {lo}, got {v}")
+        raise ConfigError(f"{key}: must be an integer >= {lo}, got {_one_line(str(v), 60)}")
+    if v > INT_MAX:
+        raise ConfigError(f"{key}: must be an integer <= 2**63 - 1 (a 64-bit integer), got {_one_line(str(v), 60)}")
 
 
 def _float(key: str, v: Any, positive: bool = True, allow_zero: bool = False) -> None:
@@ -325,7 +330,7 @@ def parse_set(item: str) -> tuple[str, str, Any]:
     section, key = lhs.strip().split(".", 1)
     try:
         value = tomllib.loads(f"v = {raw.strip()}")["v"]
-    except tomllib.TOMLDecodeError:
+    except ValueError:  # TOMLDecodeError, or an integer of more than 4300 digits
         value = raw.strip()
     return section, key, value
 
@@ -357,9 +362,11 @@ def read_toml(path: str | Path, what: str = "config") -> dict[str, Any]:
             raise ConfigError(f"{what}: file not found: {p}")
         text = p.read_bytes().decode("utf-8")
         return tomllib.loads(text)
+    except ConfigError:
+        raise
     except UnicodeDecodeError as e:
         raise ConfigError(f"{what}: {p} is not UTF-8 text (byte {e.start}); a config is a TOML text file") from None
-    except tomllib.TOMLDecodeError as e:
+    except ValueError as e:  # TOMLDecodeError, or an integer of more than 4300 digits
         raise ConfigError(f"{what}: malformed TOML in {p}: {_one_line(str(e))}") from None
     except OSError as e:  # too long a name, a folder, no permission, ...
         raise ConfigError(f"{what}: cannot read {_one_line(str(p), 200)}: {e.strerror or e}") from None
@@ -374,6 +381,19 @@ def _name(name: Any) -> str:
 def _one_line(text: str, limit: int = 300) -> str:
     text = " ".join(text.split())
     return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def as_config(cfg: Any, what: str = "cfg") -> Config:
+    """``cfg`` as a :class:`Config`: a config as it is, a path (str or :class:`~pathlib.Path`) read with
+    :func:`load_config`; anything else raises ``TypeError`` naming ``what``."""
+    if isinstance(cfg, Config):
+        return cfg
+    if isinstance(cfg, (str, Path)):
+        return load_config(cfg)
+    raise TypeError(
+        f"{what}: expected a metarep.Config or the path of a TOML config (str or pathlib.Path), "
+        f"got {type(cfg).__name__}"
+    )
 
 
 def load_config(path: str | Path | None = None, overrides: list[str] | tuple[str, ...] = ()) -> Config:

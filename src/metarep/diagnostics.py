@@ -174,12 +174,22 @@ class Probe:
 
 
 def fit_tracked(
-    learner: Any, batches: Iterable | tuple, iterations: int, every: int, probe: Probe, *, progress: bool | None = False
+    learner: Any,
+    batches: Iterable | tuple,
+    iterations: int,
+    every: int,
+    probe: Probe,
+    *,
+    progress: bool | None = False,
+    allow_long: bool = False,
 ) -> list[dict[str, float]]:
     """``learner.fit`` for ``iterations`` outer steps in chunks of ``every``, measuring ``probe`` before the first
     step and after each chunk. Same training as one ``fit`` call on the same ``batches`` (an iterable of
-    batches, or one batch used at every step). Returns one row per
+    batches, or one batch used at every step; ``allow_long`` as ``fit``'s). Returns one row per
     measurement: ``step`` and the :data:`METRICS`."""
+    from .limits import check_fit
+
+    check_fit(iterations, allow_long=allow_long)
     if every < 1:
         raise ValueError(f"every: must be >= 1, got {every}")
     one_batch = isinstance(batches, tuple) and all(isinstance(t, torch.Tensor) for t in batches)
@@ -188,7 +198,7 @@ def fit_tracked(
     done = 0
     while done < iterations:
         n = min(every, iterations - done)
-        learner.fit(stream, iterations=n, progress=progress)
+        learner.fit(stream, iterations=n, progress=progress, allow_long=allow_long)
         done += n
         rows.append({"step": done, **measure(learner, probe.X, probe.k, probe.reference)})
     return rows

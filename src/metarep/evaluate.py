@@ -246,6 +246,22 @@ def _require_finite(res: dict, alpha: float) -> None:
         raise limits.InputError(f"--alpha: head steps of {alpha:g} give non-finite risks (overflow) at m = {where}")
 
 
+def check_evaluation(cfg, m_test: Sequence[int], n_tasks: int, steps: int = 1, allow_long: bool = False) -> None:
+    """:func:`metarep.limits.check_evaluate` of an evaluation of a run of ``cfg`` (a model other than the
+    linear one also draws 100 test points per task): :class:`~metarep.limits.LimitError` when it would not
+    fit in memory or, unless ``allow_long``, take too long."""
+    linear = getattr(cfg.model, "kind", "linear") == "linear"
+    limits.check_evaluate(
+        cfg.task.d,
+        _check_args(m_test, steps, n_tasks),
+        n_tasks,
+        test_points=0 if linear else 100,
+        steps=steps,
+        width=cfg.width,
+        allow_long=allow_long,
+    )
+
+
 def evaluate_run(
     run,
     *,
@@ -255,16 +271,17 @@ def evaluate_run(
     alpha: float | None = None,
     seed: int = 0,
     progress: bool | None = None,
+    allow_long: bool = False,
 ) -> dict[str, object]:
     """:func:`evaluate` on a finished run (a :class:`~metarep.outputs.LoadedRun`), with provenance.
 
     The head step is the run's α unless ``alpha`` is given. A run with one head per task
     (multitask) is adapted from a zero head. The ``limit`` estimator is the FO-ANIL limit of the
-    run's config (its α, ``m_in`` and width).
+    run's config (its α, ``m_in`` and width). Refused first by :func:`check_evaluation` (memory; time
+    unless ``allow_long``).
     """
     cfg, tasks = run.config, run.tasks
-    linear = getattr(cfg.model, "kind", "linear") == "linear"  # else its estimator also draws test points
-    limits.check_evaluate(cfg.task.d, list(m_test), n_tasks, test_points=0 if linear else 100)
+    check_evaluation(cfg, m_test, n_tasks, steps, allow_long)
     B, w = run.params[0], run.params[1]
     a = cfg.method.alpha if alpha is None else float(alpha)
     head = "run"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import io
 import json
@@ -33,18 +34,32 @@ def atomic_write_bytes(path: str | Path, data: bytes) -> None:
     """Write ``data`` to ``path`` via a temporary file in the same folder and ``os.replace``.
 
     The file gets the mode a plain ``open(path, "w")`` would give it (``0o666`` less the umask), not
-    the ``0o600`` of the temporary file.
+    the ``0o600`` of the temporary file. An ``OSError`` (a full disk, a read-only or vanished folder)
+    names ``path``, not the temporary file; ``path`` is then as it was.
     """
     path = Path(path)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    except OSError as e:
+        if e.errno is None:
+            raise
+        raise _naming(e, path) from e
     try:
         os.chmod(tmp, 0o666 & ~umask())
         with os.fdopen(fd, "wb") as f:
             f.write(data)
         os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
+    except BaseException as e:
+        with contextlib.suppress(OSError):  # (gone with its folder)
+            Path(tmp).unlink(missing_ok=True)
+        if isinstance(e, OSError) and e.errno is not None:
+            raise _naming(e, path) from e
         raise
+
+
+def _naming(e: OSError, path: Path) -> OSError:
+    """An ``OSError`` of ``e``'s errno (so of its subclass) naming ``path``, the file a write was for."""
+    return OSError(e.errno, e.strerror, str(path))
 
 
 def write_json(path: str | Path, obj: Any) -> None:

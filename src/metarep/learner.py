@@ -41,13 +41,15 @@ import torch
 from torch import nn
 from torch.func import functional_call, vmap
 
-from . import engine, inner
+from . import engine, inner, limits
 from .batch import TaskBatch
 from .learner_params import HyperParameters
 from .network import (
+    BATCH_NAMES,
     Split,
     build_optimizer,
     cast_batch,
+    check_batch,
     check_vmappable,
     explain_vmap_errors,
     is_batch,
@@ -129,6 +131,7 @@ class MetaLearner(HyperParameters):
         self.adapt_params = adapt_params
         self.inner_optimizer = inner_optimizer
         self.learn_inner_lr = learn_inner_lr
+        self._validate()  # what is known now; the model's parameters and batches are checked at first use
 
     def _ensure_setup(self) -> None:
         if getattr(self, "model_", None) is not None:
@@ -179,8 +182,12 @@ class MetaLearner(HyperParameters):
     def _params(self, detach: bool = False) -> Params:
         return {k: (v.detach() if detach else v) for k, v in self.model_.named_parameters()}
 
-    def _prepare(self, batch) -> TaskBatch:
-        """Tensors on the model's device and dtype (labels as given); remembers the targets' trailing shape."""
+    def _prepare(self, batch, names: Sequence[str] = BATCH_NAMES) -> TaskBatch:
+        """``batch`` checked (:func:`~metarep.network.check_batch`: shapes, labels for ``cross_entropy``), on the
+        model's device and dtype (labels as given); remembers the targets' trailing shape."""
+        labels = self.loss == "cross_entropy"
+        classes = self.head.out_features if labels and isinstance(self.head, nn.Linear) else None
+        check_batch(batch, labels, classes, names)
         b = cast_batch(self.model_, batch, self.loss in REGRESSION_LOSSES)
         self.target_shape_ = tuple(b.y_in.shape[2:])
         return b
@@ -234,7 +241,12 @@ class MetaLearner(HyperParameters):
     # ------------------------------------------------------------------ fit / adapt / predict
 
     def fit(
-        self, tasks: Iterable | TaskBatch, iterations: int | None = None, *, progress: bool | None = None
+        self,
+        tasks: Iterable | TaskBatch,
+        iterations: int | None = None,
+        *,
+        progress: bool | None = None,
+        allow_long: bool = False,
     ) -> MetaLearner:
         """Meta-train on a source of task batches; returns ``self``.
 
@@ -242,21 +254,34 @@ class MetaLearner(HyperParameters):
 
         - ``tasks``: an iterable of batches ``(X_in, y_in, X_out, y_out)`` with a leading task axis
           (e.g. a generator of fresh tasks), or one batch, used at every step (a fixed pool).
-        - ``iterations``: outer steps; ``None`` runs until ``tasks`` is exhausted (required for one batch).
+        - ``iterations``: outer steps, ``>= 1``; ``None`` runs until ``tasks`` is exhausted (required for one batch).
         - ``progress``: progress bar; ``None`` shows it on a terminal only.
+        - ``allow_long``: allow more than :data:`metarep.limits.MAX_STEPS` iterations, or an estimated time
+          beyond :data:`metarep.limits.MAX_DAYS` days (:func:`metarep.limits.check_fit`; refused otherwise).
 
-        Raises ``FloatingPointError`` (with ``history_`` kept) if the loss turns NaN or infinite.
+        Every batch is checked before it is used (:func:`metarep.network.check_batch`): a ``ValueError``
+        or ``TypeError`` names the tensor, the shape expected and the one received. Raises
+        ``FloatingPointError`` (with ``history_`` kept) if the loss turns NaN or infinite.
         """
         self._ensure_setup()
-        if iterations is not None and not (isinstance(iterations, int) and iterations >= 0):
-            raise ValueError(f"iterations: must be an integer >= 0, got {iterations!r}")
+        if iterations is not None and (isinstance(iterations, bool) or not isinstance(iterations, int)):
+            raise TypeError(f"iterations: expected an integer or None, got {type(iterations).__name__}")
+        if iterations is not None and iterations < 1:
+            raise ValueError(f"iterations: must be an integer >= 1 (None: until tasks is exhausted), got {iterations}")
+        limits.check_fit(iterations, allow_long=allow_long)
         if is_batch(tasks):
             if iterations is None:
                 raise ValueError("iterations: required when fitting on a single batch of tasks")
             fixed = tasks
             source: Iterator = iter(lambda: fixed, None)
         else:
-            source = iter(tasks)
+            try:
+                source = iter(tasks)
+            except TypeError:
+                raise TypeError(
+                    "tasks: expected an iterable of batches (X_in, y_in, X_out, y_out) or one such batch, "
+                    f"got {type(tasks).__name__}"
+                ) from None
         self.model_.train()
         self.optimizer_ = getattr(self, "optimizer_", None) or self._make_optimizer()
         self.history_ = getattr(self, "history_", [])
@@ -270,6 +295,8 @@ class MetaLearner(HyperParameters):
                 except StopIteration:
                     break
                 b = self._prepare(batch)
+                if done == 0:  # the memory (and time) of the batches this call runs
+                    self._check_size(b, iterations, allow_long)
                 with self._explain(b.X_in):
                     grads, loss = self._grads_and_loss(b)
                 self.n_iter_ += 1
@@ -293,6 +320,20 @@ class MetaLearner(HyperParameters):
             bar.close()
         return self
 
+    def _check_size(self, b: TaskBatch, iterations: int | None, allow_long: bool) -> None:
+        """:func:`metarep.limits.check_fit` with the sizes of the batch ``b``."""
+        params = dict(self.model_.named_parameters())
+        limits.check_fit(
+            iterations,
+            allow_long=allow_long,
+            tasks=b.X_in.shape[0],
+            samples=b.X_in.shape[1] + b.X_out.shape[1],
+            params=sum(p.numel() for p in params.values()),
+            adapted=sum(params[k].numel() for k in self.adapt_keys_),
+            inner_steps=self._steps(),
+            number_bytes=next(iter(params.values())).element_size(),
+        )
+
     def adapt(self, X: torch.Tensor, y: torch.Tensor, steps: int | None = None) -> Params:
         """Adapted parameters of one task from its support set: ``X (n, *input_shape)``, ``y (n[, out])``.
 
@@ -303,7 +344,16 @@ class MetaLearner(HyperParameters):
         steps = self._steps(steps)
         if not (isinstance(steps, int) and steps >= 0):
             raise ValueError(f"steps: must be an integer >= 0, got {steps!r}")
-        b = self._prepare((X[None], y[None], X[None], y[None]))
+        if not (isinstance(X, torch.Tensor) and isinstance(y, torch.Tensor)):
+            raise TypeError(
+                f"X, y: expected tensors (one task's support set), got {type(X).__name__}, {type(y).__name__}"
+            )
+        if X.ndim < 1 or y.ndim < 1 or y.shape[0] != X.shape[0]:
+            raise ValueError(
+                f"y: expected shape ({X.shape[0] if X.ndim else 'n'}[, out]) to match X {tuple(X.shape)}, "
+                f"got {tuple(y.shape)}"
+            )
+        b = self._prepare((X[None], y[None], X[None], y[None]), names=("X", "y", "X", "y"))
         p0 = self._params(detach=True)
         with torch.no_grad(), self._explain(b.X_in):
             inner_p, Z = self._inner_inputs(p0, b.X_in)
@@ -316,6 +366,8 @@ class MetaLearner(HyperParameters):
         ones: ``(n,)`` when the targets seen in ``fit``/``adapt``/``evaluate`` were ``(n,)`` and the
         output is ``(n, 1)``, the model's output otherwise (``(n, out)``; logits ``(n, N)``)."""
         self._ensure_setup()
+        if not isinstance(X, torch.Tensor):
+            raise TypeError(f"X: expected a tensor (n, *input_shape), got {type(X).__name__}")
         p = next(self.model_.parameters())
         P = self._params(detach=True) if params is None else dict(params)
         X = X.to(p.device, p.dtype) if X.is_floating_point() else X.to(p.device)

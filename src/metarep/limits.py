@@ -6,8 +6,14 @@ compares them with the memory available now; task counts that would take hours a
 whatever the memory. A refusal raises :class:`LimitError` whose message names the key to lower,
 the estimate and the limit; the CLI prints it as ``error: ...`` with exit code 2.
 
+Time: each command also estimates the numbers it will process in all (``*_numbers``), read as time
+at :data:`NUMBERS_PER_SECOND`; more than :data:`MAX_STEPS` steps (or iterations), or more than
+:data:`MAX_DAYS` days, is refused unless the caller passes ``--allow-long`` (``allow_long=True`` in
+Python) (:func:`require_time`). The pace is fixed, not measured: the same settings are refused on
+every machine, and the estimate is a lower bound on a fast one.
+
 Pure Python: nothing here imports torch. The estimates are deliberately rough (within a small
-factor): they exist to refuse ``task.d = 1e10``, not to budget a run to the byte.
+factor): they exist to refuse ``task.d = 1e10`` or ``run.steps = 1e13``, not to budget a run to the byte.
 """
 
 from __future__ import annotations
@@ -20,6 +26,11 @@ MEMORY_ENV = "METAREP_MEMORY_BYTES"  # overrides the available memory (tests, sh
 FLOAT_BYTES = {"float32": 4, "float64": 8}
 EVAL_CHUNK_NUMBERS = 2**22  # numbers of inputs per evaluation chunk (metarep.evaluate)
 FRESH_CHUNK_NUMBERS = 2**22  # numbers of inputs per chunk of fresh tasks (metarep.tasks.FreshTasks)
+MAX_STEPS = 10**9  # steps or iterations of one command: more only with --allow-long (allow_long=True)
+MAX_DAYS = 7.0  # the estimated time of one command: longer only with --allow-long (allow_long=True)
+NUMBERS_PER_SECOND = 1e9  # the pace the time estimates assume (a fast core): they are lower bounds
+STEP_OVERHEAD = 1e4  # numbers' worth of fixed cost per step (a Python loop turn, a few kernel launches)
+ALLOW_LONG = "--allow-long (allow_long=True in Python)"
 
 
 class InputError(ValueError):
@@ -76,6 +87,34 @@ def require_count(n: int, key: str, what: str, limit: int = MAX_TASKS) -> None:
         raise LimitError(f"{key}: {n:.3g} {what} would take hours; at most {limit:.0e} are allowed, got {n}")
 
 
+def days(numbers: float) -> float:
+    """The days of work ``numbers`` processed numbers stand for, at :data:`NUMBERS_PER_SECOND`."""
+    return numbers / NUMBERS_PER_SECOND / 86400
+
+
+def _duration(numbers: float) -> str:
+    """``at least 3.2 hours`` / ``at least 1.2e+05 days``: the time estimate of ``numbers``, for a message."""
+    d = days(numbers)
+    return f"at least {d * 24:.3g} hours" if d < 1 else f"at least {d:.3g} days"
+
+
+def require_time(counts: dict[str, int], numbers: float, key: str, what: str, allow_long: bool = False) -> None:
+    """Raise :class:`LimitError` unless ``allow_long``: when a count of ``counts`` (``{key: steps}``) is
+    beyond :data:`MAX_STEPS`, or when ``numbers`` (all the work, see the ``*_numbers`` estimates) would
+    take more than :data:`MAX_DAYS` days at :data:`NUMBERS_PER_SECOND`; ``key`` is named for the latter."""
+    if allow_long:
+        return
+    bound = f"at most {MAX_STEPS:.0e} steps and {MAX_DAYS:g} days are allowed without {ALLOW_LONG}"
+    for k, n in counts.items():
+        if n > MAX_STEPS:
+            raise LimitError(f"{k}: {n} steps: {what} would take {_duration(numbers)}; {bound}; lower {k}")
+    if days(numbers) > MAX_DAYS:
+        raise LimitError(
+            f"{key}: {what} would take {_duration(numbers)} ({numbers:.3g} numbers at {NUMBERS_PER_SECOND:.0e} "
+            f"a second); {bound}; lower {key}"
+        )
+
+
 def _culprit(values: dict[str, float], defaults: dict[str, float]) -> str:
     """The key whose value is furthest above its default (the one a user most likely mistyped)."""
     return max(values, key=lambda k: values[k] / defaults[k])
@@ -110,8 +149,25 @@ def run_bytes(cfg) -> dict[str, float]:
     return parts
 
 
-def check_run(cfg) -> None:
-    """Refuse a run of ``cfg`` that would not fit in memory or would take hours; call before building it."""
+def run_numbers(cfg) -> float:
+    """Numbers a run of ``cfg`` processes in all (its time estimate): every step's tasks through the model
+    (``method.inner_steps`` + 1 passes) or, with infinitely many tasks, the ``d x d`` expected update;
+    the metrics at every evaluation; a fixed cost per step."""
+    t, da, steps = cfg.task, cfg.data, cfg.run.steps
+    d, w = t.d, cfg.width
+    per_sample = d + w if cfg.model.kind == "linear" else d * w + w * w * (cfg.model.kind == "relu3")
+    if cfg.infinite:
+        per_step = float(d) * d * w
+    else:
+        per_task = (da.m_in + da.m_out) * per_sample * (cfg.method.inner_steps + 1)
+        per_step = float(da.tasks if da.fresh else (da.task_batch or da.tasks)) * per_task
+    metrics = (steps // cfg.run.eval_every + 2) * float(d) * w * (t.k + w)
+    return steps * (per_step + STEP_OVERHEAD) + metrics
+
+
+def check_run(cfg, allow_long: bool = False) -> None:
+    """Refuse a run of ``cfg`` that would not fit in memory, or (unless ``allow_long``) take more than
+    :data:`MAX_STEPS` steps or :data:`MAX_DAYS` days; call before building it."""
     da = cfg.data
     if not cfg.infinite:
         require_count(da.tasks, "data.tasks", "tasks" + (" per step" if da.fresh else " in the pool"))
@@ -131,15 +187,46 @@ def check_run(cfg) -> None:
     else:
         key, what = "task.d", "the run (mostly the d x d ground truth and metrics)"
     require_memory(need, f"{what} in {cfg.run.dtype}", key)
+    slow = _culprit(
+        {
+            "run.steps": cfg.run.steps,
+            "data.tasks": 0 if cfg.infinite else da.tasks,
+            "task.d": t.d,
+            "method.inner_steps": cfg.method.inner_steps,
+        },
+        {"run.steps": 3000, "data.tasks": 5000, "task.d": 50, "method.inner_steps": 1},
+    )
+    require_time({"run.steps": cfg.run.steps}, run_numbers(cfg), slow, "the run", allow_long)
 
 
 # --------------------------------------------------------------------------------------------
 # metarep evaluate
 
 
-def check_evaluate(d: int, m_test, n_tasks: int, test_points: int = 0) -> None:
+def evaluate_numbers(d: int, width: int, m_test, n_tasks: int, steps: int = 1) -> float:
+    """Numbers an evaluation processes in all (its time estimate): per new task and ``m``, the features
+    ``X B`` and ``steps`` head steps of the learned and the limit heads, and the four least-squares fits."""
+    per_task = sum(2.0 * m * d * width + 2.0 * steps * m * (width + 1) + 4.0 * m * d * min(m, d) for m in m_test)
+    return n_tasks * (per_task + max(m_test) * d)
+
+
+def check_evaluate(
+    d: int,
+    m_test,
+    n_tasks: int,
+    test_points: int = 0,
+    *,
+    steps: int = 1,
+    width: int | None = None,
+    allow_long: bool = False,
+) -> None:
     """Refuse an evaluation of ``n_tasks`` tasks with ``max(m_test)`` samples (and ``test_points`` test
-    points each) in dimension ``d`` beyond limits. The messages name the ``m`` asked for."""
+    points each) in dimension ``d`` beyond limits, and (unless ``allow_long``) ``steps`` head steps
+    (width ``width``, default ``d``) beyond :data:`MAX_STEPS` or :data:`MAX_DAYS`. The messages name the
+    ``m`` asked for."""
+    w = d if width is None else width
+    numbers = evaluate_numbers(d, w, m_test, n_tasks, steps)
+    heads = numbers - evaluate_numbers(d, w, m_test, n_tasks, 0)  # the part of the head steps
     m_max = max(m_test)
     m = m_max + test_points  # samples drawn per task
     samples = f"m = {m_max} samples" + (f" (+ {test_points} test points)" if test_points else "")
@@ -153,14 +240,36 @@ def check_evaluate(d: int, m_test, n_tasks: int, test_points: int = 0) -> None:
             f"{key}: {n_tasks} tasks x {samples} x d = {d} is {drawn:.3g} numbers, which would take hours; "
             f"at most {MAX_NUMBERS:.0e} are allowed; lower {key}"
         )
+    key = "--steps" if heads > numbers / 2 else "--tasks"
+    what = f"the evaluation ({n_tasks} tasks per m, {steps} head steps)"
+    require_time({"--steps": steps}, numbers, key, what, allow_long)
 
 
 # --------------------------------------------------------------------------------------------
 # metarep fewshot
 
 
-def check_sinusoid(cfg) -> None:
-    """Refuse a sinusoid benchmark whose batch of tasks or test set would not fit in memory."""
+def sinusoid_numbers(cfg) -> float:
+    """Numbers a sinusoid benchmark processes in all (its time estimate): for each K and each method (and
+    the baseline), the outer steps' tasks through the network (forward and backward, every inner step),
+    the test tasks with the most inner steps reported, and the baseline's choice of step size."""
+    h = cfg.hidden
+    params = h * h + 4.0 * h + 1
+    inner = max(cfg.inner_steps, cfg.reptile_inner_steps) + 1
+    evals = max(cfg.eval_steps) + 1
+    total = 0.0
+    for k in cfg.shots:
+        queries = k if cfg.test_queries is None else cfg.test_queries
+        train = cfg.iterations * (cfg.meta_batch * 2 * k * params * inner * 3 + STEP_OVERHEAD)
+        test = cfg.test_tasks * (k * evals * 3 + queries * len(cfg.eval_steps)) * params
+        tune = 10 * 200 * (k * evals * 3 + queries) * params  # BASELINE_LR_GRID x 200 tasks
+        total += (len(cfg.methods) + 1) * (train + test) + tune
+    return total
+
+
+def check_sinusoid(cfg, allow_long: bool = False) -> None:
+    """Refuse a sinusoid benchmark whose batch of tasks or test set would not fit in memory, or (unless
+    ``allow_long``) whose steps or time are beyond :data:`MAX_STEPS` or :data:`MAX_DAYS`."""
     require_count(cfg.meta_batch, "--meta-batch", "tasks per outer step")
     require_count(cfg.test_tasks, "--test-tasks", "test tasks")
     h = cfg.hidden
@@ -172,10 +281,33 @@ def check_sinusoid(cfg) -> None:
     queries = max(cfg.shots) if cfg.test_queries is None else cfg.test_queries  # None: K
     test = 4.0 * cfg.test_tasks * (queries + max(cfg.shots)) * (2 * h + 2) * 3
     require_memory(test, f"{cfg.test_tasks} test tasks of {queries} queries", "--test-tasks")
+    counts = {
+        "--iterations": cfg.iterations,
+        "--steps": max(cfg.eval_steps),
+        "--inner-steps": cfg.inner_steps,
+        "--reptile-inner-steps": cfg.reptile_inner_steps,
+    }
+    key = _culprit(
+        {**counts, "--meta-batch": cfg.meta_batch, "--hidden": h * h, "--test-tasks": cfg.test_tasks},
+        {"--iterations": 2000, "--steps": 10, "--inner-steps": 1, "--reptile-inner-steps": 5, "--meta-batch": 25}
+        | {"--hidden": 1600, "--test-tasks": 600},
+    )
+    require_time(counts, sinusoid_numbers(cfg), key, "the benchmark", allow_long)
 
 
-def check_episodes(cfg, image_numbers: int) -> None:
-    """Refuse a digits/images benchmark whose batch of episodes or test set would not fit in memory.
+def episodes_numbers(cfg, image_numbers: int) -> float:
+    """Numbers a digits/images benchmark processes in all (its time estimate): for each method (and the
+    baseline), the outer steps' episodes through the first conv layer (forward and backward) and the test
+    episodes with the most inner steps reported on the head."""
+    per_episode = cfg.ways * (cfg.shots + cfg.queries) * float(image_numbers) * cfg.channels * 9
+    head = cfg.ways * cfg.shots * cfg.channels * cfg.ways * (max(cfg.eval_steps) + 1)  # adapting an N-way head
+    train = cfg.iterations * (cfg.meta_batch * (per_episode * 3 + head * cfg.inner_steps) + STEP_OVERHEAD)
+    return (len(cfg.methods) + 1) * (train + cfg.test_tasks * (per_episode + head))
+
+
+def check_episodes(cfg, image_numbers: int, allow_long: bool = False) -> None:
+    """Refuse a digits/images benchmark whose batch of episodes or test set would not fit in memory, or
+    (unless ``allow_long``) whose steps or time are beyond :data:`MAX_STEPS` or :data:`MAX_DAYS`.
 
     ``image_numbers``: numbers per image (channels x height x width).
     """
@@ -186,3 +318,64 @@ def check_episodes(cfg, image_numbers: int) -> None:
     batch = 4.0 * cfg.meta_batch * per_episode * act * (cfg.inner_steps + 2)
     require_memory(batch, f"a batch of {cfg.meta_batch} episodes", "--meta-batch")
     require_memory(4.0 * cfg.test_tasks * per_episode * 2, f"{cfg.test_tasks} test episodes", "--test-tasks")
+    counts = {"--iterations": cfg.iterations, "--steps": max(cfg.eval_steps), "--inner-steps": cfg.inner_steps}
+    key = _culprit(
+        {**counts, "--meta-batch": cfg.meta_batch, "--test-tasks": cfg.test_tasks, "--channels": cfg.channels},
+        {"--iterations": 500, "--steps": 10, "--inner-steps": 5, "--meta-batch": 16, "--test-tasks": 600}
+        | {"--channels": 32},
+    )
+    require_time(counts, episodes_numbers(cfg, image_numbers), key, "the benchmark", allow_long)
+
+
+def check_images(count: int, height: int, width: int, channels: int) -> None:
+    """Refuse loading ``count`` images resized to ``height x width`` with ``channels`` channels that would not
+    fit in memory (the decoded images and their stacked copy, float32); call before decoding any."""
+    per_image = 4.0 * channels * height * width
+    require_memory(2 * count * per_image, f"{count} images of {height} x {width} x {channels} numbers", "--size")
+
+
+# --------------------------------------------------------------------------------------------
+# metarep bench
+
+
+def check_bench(settings: dict[str, dict[str, int]], streaming_tasks: int) -> None:
+    """Refuse a benchmark whose streaming step has too many tasks, or whose settings' task pools (each in
+    two layouts, with a batch and a copy) would not fit in memory."""
+    require_count(streaming_tasks, "--streaming-tasks", "fresh tasks in the streaming step")
+    for name, s in settings.items():
+        pool = 4.0 * s["n"] * (s["m_in"] + s["m_out"]) * (s["d"] + 1)
+        require_memory(4 * pool, f"the {name} setting's pool of {s['n']} tasks", "--settings")
+
+
+# --------------------------------------------------------------------------------------------
+# MetaLearner.fit
+
+
+def fit_numbers(iterations: int, tasks: int, samples: int, params: int, inner_steps: int) -> float:
+    """Numbers ``iterations`` outer steps on batches of ``tasks`` tasks of ``samples`` samples each process
+    (its time estimate): every sample through the ``params`` parameters, forward and backward, once per
+    inner step and once more."""
+    return iterations * (float(tasks) * samples * params * 3 * (inner_steps + 1) + STEP_OVERHEAD)
+
+
+def check_fit(
+    iterations: int | None,
+    *,
+    allow_long: bool = False,
+    tasks: int = 0,
+    samples: int = 0,
+    params: int = 0,
+    adapted: int = 0,
+    inner_steps: int = 1,
+    number_bytes: int = 4,
+) -> None:
+    """Refuse :meth:`metarep.learner.MetaLearner.fit` of ``iterations`` outer steps beyond
+    :data:`MAX_STEPS` or :data:`MAX_DAYS` (unless ``allow_long``), or whose batch of ``tasks`` tasks would
+    hold more than the memory available in per-task copies of the ``adapted`` parameters (one per inner
+    step, with their gradients). Without a batch (``tasks = 0``), the count alone is checked."""
+    if tasks:
+        copies = float(tasks) * adapted * (inner_steps + 2) * 2 * number_bytes
+        require_memory(copies, f"a batch of {tasks} tasks adapting {adapted} parameters each", "tasks")
+    if iterations is not None:
+        numbers = fit_numbers(iterations, tasks, samples, params, inner_steps)
+        require_time({"iterations": iterations}, numbers, "iterations", "meta-training", allow_long)

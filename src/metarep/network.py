@@ -87,17 +87,68 @@ def is_batch(obj: Any) -> bool:
     return isinstance(obj, tuple) and len(obj) == 4 and all(isinstance(t, torch.Tensor) for t in obj)
 
 
-def cast_batch(model: nn.Module, batch: Any, regression: bool) -> TaskBatch:
-    """``batch`` on the model's device: floating inputs in its dtype, targets in its dtype (``regression``)
-    or as given (class labels)."""
+BATCH_NAMES = ("X_in", "y_in", "X_out", "y_out")
+
+
+def check_batch(
+    batch: Any, labels: bool = False, classes: int | None = None, names: Sequence[str] = BATCH_NAMES
+) -> None:
+    """Raise ``TypeError``/``ValueError`` naming the tensor, its shape and what was expected, unless ``batch``
+    is ``X_in (T, n_in, *input)``, ``y_in (T, n_in[, out])``, ``X_out (T, n_out, *input)``,
+    ``y_out (T, n_out[, out])`` with ``T, n_in, n_out >= 1`` and finite floating values. ``labels``: the
+    targets are class labels (``loss="cross_entropy"``): integers ``(T, n)``, in ``[0, classes)`` when
+    ``classes`` is known. ``names``: how the four tensors are called in the messages."""
     if not is_batch(batch):
-        raise ValueError("batch: expected (X_in, y_in, X_out, y_out) tensors with a leading task axis")
+        got = type(batch).__name__
+        if isinstance(batch, (tuple, list)):
+            got += " of " + ", ".join(type(t).__name__ for t in batch) if batch else " (empty)"
+        raise TypeError(f"batch: expected a tuple of four tensors {tuple(names)} with a leading task axis, got {got}")
+    tasks = [t.shape[0] if t.ndim else None for t in batch]
+    if len(set(tasks)) > 1:
+        odd = names[next(i for i, n in enumerate(tasks) if n != tasks[0] or n is None)]
+        shapes = ", ".join(f"{n} {tuple(t.shape)}" for n, t in zip(names, batch))
+        raise ValueError(f"{odd}: the four tensors must have the same tasks (leading axis), got {shapes}")
+    for (nx, ny), (X, y) in zip(((names[0], names[1]), (names[2], names[3])), (batch[:2], batch[2:])):
+        if X.ndim < 2:
+            raise ValueError(f"{nx}: expected (tasks, samples, *input_shape), got shape {tuple(X.shape)}")
+        if X.shape[0] == 0 or X.shape[1] == 0:
+            what = "no tasks" if X.shape[0] == 0 else "no samples"
+            raise ValueError(f"{nx}: {what} (shape {tuple(X.shape)}); each batch needs >= 1 task with >= 1 sample")
+        T, n = X.shape[:2]
+        if tuple(y.shape[:2]) != (T, n) or y.ndim > (2 if labels else 3):
+            expected = f"({T}, {n})" + ("" if labels else f" or ({T}, {n}, out)")
+            raise ValueError(f"{ny}: expected shape {expected} to match {nx} {tuple(X.shape)}, got {tuple(y.shape)}")
+        for name, t in ((nx, X), (ny, y)):
+            if t.is_floating_point() and not bool(torch.isfinite(t).all()):
+                raise ValueError(f"{name}: holds NaN or infinite values")
+        if labels:
+            _check_labels(ny, y, classes)
+    X_in, y_in, X_out, y_out = batch
+    if X_out.shape[0] != X_in.shape[0] or X_out.shape[2:] != X_in.shape[2:] or y_out.shape[2:] != y_in.shape[2:]:
+        raise ValueError(
+            f"{names[2]}, {names[3]}: shapes {tuple(X_out.shape)}, {tuple(y_out.shape)} do not match {names[0]}, "
+            f"{names[1]} {tuple(X_in.shape)}, {tuple(y_in.shape)} (the same tasks, input and target shapes)"
+        )
+
+
+def _check_labels(name: str, y: torch.Tensor, classes: int | None) -> None:
+    """Class labels: an integer tensor with values in ``[0, classes)``."""
+    if y.is_floating_point() or y.is_complex() or y.dtype == torch.bool:
+        raise TypeError(
+            f"{name}: loss='cross_entropy' needs integer class labels (torch.long), got {y.dtype}; "
+            "convert them with .long(), or use a regression loss"
+        )
+    lo, hi = int(y.min()), int(y.max())
+    if lo < 0 or (classes is not None and hi >= classes):
+        allowed = f"0 to {classes - 1} (the head's {classes} outputs)" if classes is not None else ">= 0"
+        raise ValueError(f"{name}: class labels must be {allowed}, got labels from {lo} to {hi}")
+
+
+def cast_batch(model: nn.Module, batch: Any, regression: bool) -> TaskBatch:
+    """``batch`` (checked by :func:`check_batch` first) on the model's device: floating inputs in its dtype,
+    targets in its dtype (``regression``) or as given (class labels)."""
     p = next(model.parameters())
     X_in, y_in, X_out, y_out = batch
-    if X_in.shape[0] != y_in.shape[0] or X_out.shape[0] != y_out.shape[0] or X_in.shape[0] != X_out.shape[0]:
-        raise ValueError(
-            f"batch: the task axes differ: {X_in.shape[0]}, {y_in.shape[0]}, {X_out.shape[0]}, {y_out.shape[0]}"
-        )
 
     def x_cast(X):
         return X.to(p.device, p.dtype) if X.is_floating_point() else X.to(p.device)

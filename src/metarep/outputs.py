@@ -211,8 +211,16 @@ def save_run(result: Any, out_dir: str | Path) -> Path:
     An earlier ``summary.json`` goes first; the new one is written last, with the manifest of the
     data files and the digest of ``dynamics.png`` (:func:`seal`), so a folder that passes
     :func:`verify_run` is a finished run; its ``status`` says whether the run completed, diverged or
-    was interrupted.
+    was interrupted. A ``result`` that is not a ``RunResult``, or an ``out_dir`` that is not a path, raises
+    ``TypeError`` before anything is created.
     """
+    from .train import RunResult
+
+    if not isinstance(result, RunResult):
+        raise TypeError(f"result: expected a metarep.RunResult (from metarep.train), got {type(result).__name__}")
+    if not isinstance(out_dir, (str, Path)) or not str(out_dir):
+        got = repr(out_dir) if isinstance(out_dir, str) else type(out_dir).__name__
+        raise TypeError(f"out_dir: expected a folder (a non-empty str or pathlib.Path), got {got}")
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     (out / SUMMARY).unlink(missing_ok=True)

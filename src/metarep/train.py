@@ -21,7 +21,8 @@ import numpy as np
 import torch
 
 from .checkpoint import Checkpoint, identity_diff, restore, to_bytes
-from .config import Config
+from .config import Config, as_config
+from .limits import check_run
 from .methods import Stepper, TrainState, make_stepper, pool_layout
 from .metrics import SCALAR_METRICS, representation_metrics
 from .models import init_model
@@ -163,17 +164,22 @@ def _advice(cfg: Config) -> str:
 
 
 def train(
-    cfg: Config,
+    cfg: Config | str | Path,
     *,
     out: str | Path | None = None,
     progress: bool | None = None,
     on_eval: Callable[[dict], None] | None = None,
     checkpoint: Callable[[bytes], None] | None = None,
     resume: Checkpoint | None = None,
+    allow_long: bool = False,
 ) -> RunResult:
     """Run ``cfg`` and return its history and summary. ``progress``: None, a bar on a terminal and a line
     every few seconds otherwise (:func:`metarep.progress.progress_bar`); False, nothing.
 
+    ``cfg``: a :class:`~metarep.config.Config`, or the path of a TOML config (:func:`~metarep.config.load_config`).
+    Before anything is built, :func:`metarep.limits.check_run` refuses (:class:`~metarep.limits.LimitError`, a
+    ``ValueError``) a run that would not fit in memory or, unless ``allow_long``, would take more than
+    :data:`~metarep.limits.MAX_STEPS` steps or :data:`~metarep.limits.MAX_DAYS` days.
     ``out``: a folder (created if missing) to write the run's files into, as ``metarep run`` does
     (:func:`metarep.outputs.save_run`; read them back with :func:`metarep.outputs.load_run`).
     ``checkpoint``: called with the bytes of a checkpoint (:mod:`metarep.checkpoint`) every
@@ -181,6 +187,10 @@ def train(
     config) to continue from instead of step 0, with a result bit-identical to an uninterrupted run.
     The run uses ``run.threads`` torch intra-op threads (0: as they are), restored afterwards.
     """
+    cfg = as_config(cfg)
+    if out is not None and not isinstance(out, (str, Path)):
+        raise TypeError(f"out: expected a folder (str or pathlib.Path) or None, got {type(out).__name__}")
+    check_run(cfg, allow_long)
     with torch_threads(cfg.run.threads):
         result = _train(cfg, progress, on_eval, checkpoint, resume)
     if out is not None:

@@ -5,7 +5,9 @@ One module per command (:mod:`.run`, :mod:`.bench`, :mod:`.evaluate`, :mod:`.plo
 :mod:`.reproduce`, :mod:`.sweep`, :mod:`.fewshot`), the helpers they share in :mod:`.common`; this module only
 assembles :data:`app`. Commands import the training stack when they run, not here.
 
-Bad input exits with code 2 and a one-line ``error:`` message naming the key; no traceback.
+Bad input exits with code 2 and a one-line ``error:`` message naming the key; no traceback. So does an
+environment failure (a full disk, a read-only or vanished folder: any ``OSError`` a command does not
+handle itself), and Ctrl-C outside a command's own handler exits 130 with one line.
 Figures are built with ``matplotlib.figure.Figure`` (no pyplot), so no backend is chosen here.
 """
 
@@ -24,7 +26,7 @@ except ImportError:  # pragma: no cover - older typer on the click package
     from click import utils as click_utils
 
 from . import bench, demo, evaluate, plot, reproduce, run, sweep, theory
-from .common import discard_created, fail, one_line, user_errors
+from .common import KEPT, discard_created, fail, one_line, os_error_line, user_errors
 from .fewshot import fewshot_app
 
 __all__ = ["app", "fail", "main", "user_errors"]
@@ -65,6 +67,15 @@ class OneLineErrors(TyperGroup):
             if isinstance(e, OneLineUsageError):
                 raise
             raise OneLineUsageError(e) from None
+        except OSError as e:  # the environment failed (full disk, read-only or vanished folder): one line
+            fail(f"{os_error_line(e)}; {KEPT}")
+        except ValueError as e:  # a module named in METAREP_PLUGINS failed, found where no command expects it
+            registry = sys.modules.get("metarep.methods.registry")  # (loaded when it raised: no torch import here)
+            if registry is None or not isinstance(e, registry.PluginError):
+                raise
+            fail(str(e))
+        except KeyboardInterrupt:  # outside a command's own handler (click would say "Aborted!", exit 1)
+            fail(f"interrupted; {KEPT}", code=130)
 
 
 app = typer.Typer(

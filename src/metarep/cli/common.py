@@ -6,6 +6,7 @@ Nothing here imports torch or the training stack: ``metarep --help`` stays fast.
 
 from __future__ import annotations
 
+import errno
 import functools
 import os
 import signal
@@ -19,6 +20,9 @@ import typer
 PROGRESS = typer.Option(None, "--progress/--no-progress", help="Progress bar (default: on a TTY).")
 CONFIG = typer.Argument(None, help="TOML config; without one, the paper's setting with FO-ANIL.")
 SET = typer.Option([], "--set", help="Override one key: section.key=value (repeatable).")
+ALLOW_LONG = typer.Option(
+    False, "--allow-long", help="Run even beyond 10^9 steps or an estimated 7 days of work (refused otherwise)."
+)
 
 
 # folders prepare_out created in this process: removed again, when still empty, by a failure with code 2
@@ -43,16 +47,21 @@ def fail(message: str, code: int = 2) -> None:
 
 
 def discard_created(forget: bool = False) -> None:
-    """Remove the folders :func:`prepare_out` created that are still empty (deepest first);
-    ``forget``: only forget them (a new command starts)."""
+    """Remove the folders :func:`prepare_out` created that are still empty (deepest first); those not empty
+    yet (a lock file still in one) stay listed for a later call. ``forget``: only forget them (a new
+    command starts)."""
     if forget:
         _CREATED.clear()
-    while _CREATED:
-        path = _CREATED.pop()
+    for path in reversed(_CREATED):
         try:
             path.rmdir()
         except OSError:
             continue
+
+
+def created(path: Path) -> bool:
+    """Whether :func:`prepare_out` created the folder ``path`` in this command."""
+    return path in _CREATED
 
 
 def user_errors(fn: Callable) -> Callable:
@@ -92,16 +101,51 @@ def prepare_out(out: Path | None, default: Path) -> Path:
     return result
 
 
+def out_path(value: str | Path) -> Path:
+    """The ``--out`` parser: a path, never empty (``--out ''`` would mean the working directory)."""
+    if not str(value).strip():
+        raise typer.BadParameter(f"expected a folder, got {str(value)!r}")
+    return Path(value)
+
+
+# what is left after a command stopped by a failure of its environment or by Ctrl-C (every file is written atomically)
+KEPT = "the files written before are whole and kept, nothing half-written is left; run the same command again"
+
+# what an environment failure's errno means, in words (other errnos: the system's own words)
+ENVIRONMENT_ERRORS = {
+    errno.ENOSPC: "no space left on the device",
+    errno.EDQUOT: "disk quota exceeded",
+    errno.EROFS: "the file system is read-only",
+    errno.EACCES: "permission denied",
+    errno.EPERM: "operation not permitted",
+    errno.ENOENT: "no such file or folder (moved or removed meanwhile?)",
+    errno.ENOTDIR: "a path component is not a folder",
+    errno.EIO: "input/output error",
+}
+
+
+def os_error_line(e: OSError) -> str:
+    """An environment failure (a full disk, a read-only or vanished folder, ...) as ``FILE: what (ERRNO)``."""
+    what = ENVIRONMENT_ERRORS.get(e.errno or 0) or e.strerror or str(e) or type(e).__name__
+    code = f" ({errno.errorcode[e.errno]})" if e.errno in errno.errorcode else ""
+    where = f"{one_line(str(e.filename), 200)}: " if e.filename is not None else ""
+    return f"{where}{what}{code}"
+
+
 def check_scheduler(scheduler: str | None, jobs: int | None) -> None:
-    """Exit 2 with one line when ``--scheduler`` is given with ``--jobs``, or when Dask is not installed."""
+    """Exit 2 with one line when ``--scheduler`` is given with ``--jobs``, is not the address of a Dask
+    scheduler (``tcp://HOST:PORT``, ``tls://``, ...), or when Dask is not installed: before any folder is made."""
     if scheduler is None:
         return
     if jobs is not None:
         fail("--jobs and --scheduler are exclusive: --jobs sizes the local pool, the Dask workers size a cluster")
-    from ..experiments.executors import ExecutorError, require_dask
+    if not scheduler.strip():
+        fail(f"--scheduler: expected the address of a Dask scheduler, e.g. tcp://HOST:PORT; got {scheduler!r}")
+    from ..experiments.executors import ExecutorError, check_address, require_dask
 
     try:
         require_dask()
+        check_address(scheduler)
     except ExecutorError as e:
         fail(f"--scheduler: {e}")
 

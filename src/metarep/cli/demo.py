@@ -16,7 +16,7 @@ from pathlib import Path
 
 import typer
 
-from .common import PROGRESS, SET, Interrupts, fail, prepare_out, user_errors
+from .common import ALLOW_LONG, PROGRESS, SET, Interrupts, fail, prepare_out, user_errors
 
 INFINITE_STEPS = 20000  # long enough for t·‖B⊥ᵀB_t‖₂² to approach its limit
 
@@ -27,6 +27,7 @@ def demo(
     steps: int = typer.Option(INFINITE_STEPS, "--steps", min=100, help="Steps of the infinite-task run."),
     set_: list[str] = SET,
     progress: bool | None = PROGRESS,
+    allow_long: bool = ALLOW_LONG,
 ) -> None:
     """Run FO-ANIL with infinitely many tasks and with a pool of 5000, and draw both against the theory.
 
@@ -43,6 +44,10 @@ def demo(
     fin = configs["finite"]
     if fin.infinite or fin.data.fresh or fin.method.name != "fo_anil":
         fail("--set: the demo is FO-ANIL on a pool of tasks beside infinitely many; keep method.name and data.tasks")
+    from ..limits import check_run
+
+    for cfg in configs.values():  # both runs' memory and time, before anything is trained or created
+        check_run(cfg, allow_long)
     out_dir = prepare_out(out, out)
     results = {}
     with Interrupts() as sig:
@@ -50,7 +55,7 @@ def demo(
             what = "infinitely many tasks" if name == "infinite" else f"a pool of {cfg.data.tasks} tasks"
             typer.echo(f"FO-ANIL, {what}, {cfg.run.steps} steps ...", err=True)
             try:
-                results[name] = train(cfg, progress=progress)
+                results[name] = train(cfg, progress=progress, allow_long=allow_long)
             except KeyboardInterrupt:
                 sig.defer()
                 fail("interrupted", code=sig.code)

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import typer
 
-from .common import PROGRESS, fail, m_list, prepare_out, user_errors
+from .common import ALLOW_LONG, PROGRESS, fail, m_list, out_path, prepare_out, user_errors
 
 
 @user_errors
@@ -19,9 +19,12 @@ def evaluate(
     tasks: int = typer.Option(2000, "--tasks", help="New tasks per m for the Monte-Carlo estimates (>= 2)."),
     alpha: float | None = typer.Option(None, "--alpha", help="Head step size (default: the run's method.alpha)."),
     seed: int = typer.Option(0, "--seed", help="Seed of the new tasks."),
-    out: Path | None = typer.Option(None, "--out", help="Output folder (default: RUN_DIR)."),
+    out: Path | None = typer.Option(
+        None, "--out", parser=out_path, metavar="<path>", help="Output folder (default: RUN_DIR)."
+    ),
     json_out: bool = typer.Option(False, "--json", help="Print the results as JSON instead of a table."),
     progress: bool | None = PROGRESS,
+    allow_long: bool = ALLOW_LONG,
 ) -> None:
     """Excess risk on new tasks after head steps from the run's final parameters, next to the closed
     form, the FO-ANIL limit, the oracle, scratch and least squares on the learned representation.
@@ -37,7 +40,7 @@ def evaluate(
         fail(f"--seed: must be an integer >= 0, got {seed}")
 
     from ..eval_outputs import NONE, evaluation_title, format_table, save_evaluation, to_json
-    from ..evaluate import evaluate_run
+    from ..evaluate import check_evaluation, evaluate_run
     from ..outputs import NotFinishedRun, load_run
 
     try:
@@ -46,11 +49,14 @@ def evaluate(
         fail(" ".join(str(e).split()))
     except (ValueError, KeyError, OSError) as e:
         fail(f"{run_dir}: not a readable metarep run ({type(e).__name__}: {e})".splitlines()[0])
+    check_evaluation(loaded.config, ms, tasks, steps, allow_long)  # memory and time, before --out is made
     out_dir = prepare_out(out, run_dir)
     if loaded.summary.get("status", "complete") != "complete":
         status = loaded.summary.get("status")
         typer.echo(f"warning: the run's status is {status!r}; evaluating its last state", err=True)
-    res = evaluate_run(loaded, m_test=ms, steps=steps, n_tasks=tasks, alpha=alpha, seed=seed, progress=progress)
+    res = evaluate_run(
+        loaded, m_test=ms, steps=steps, n_tasks=tasks, alpha=alpha, seed=seed, progress=progress, allow_long=allow_long
+    )
     paths = save_evaluation(res, out_dir, evaluation_title(loaded.config, run_dir.name, res["alpha"], steps))
     for w in res["warnings"]:
         typer.echo(f"warning: {w}", err=True)

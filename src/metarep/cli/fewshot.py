@@ -13,7 +13,7 @@ from pathlib import Path
 import typer
 
 from .. import limits
-from .common import fail, int_list, name_list
+from .common import ALLOW_LONG, fail, int_list, name_list, out_path
 from .fewshot_options import (
     ALL_METHODS,
     BACKBONE,
@@ -82,10 +82,13 @@ def sinusoid(
         "span{sin, cos}): diagnostics_K*/diagnostics.csv, angles.csv, diagnostics.png.",
     ),
     seed: int = typer.Option(0, "--seed", help="One seed: initialisation, training and test tasks."),
-    out: Path | None = typer.Option(None, "--out", help="Output folder [default: runs/fewshot-sinusoid]."),
+    out: Path | None = typer.Option(
+        None, "--out", parser=out_path, metavar="<path>", help="Output folder [default: runs/fewshot-sinusoid]."
+    ),
     quick: bool = QUICK,
     threads: int = THREADS,
     progress: bool | None = PROGRESS,
+    allow_long: bool = ALLOW_LONG,
 ) -> None:
     """Sinusoid regression (MAML's benchmark): test MSE after 0/1/10 steps vs a pretrained baseline."""
     from ..fewshot.sinusoid import PRESET_TEST_QUERIES, PRESETS, SPAN_K, SinusoidConfig, method_label, run_sinusoid
@@ -119,10 +122,10 @@ def sinusoid(
         from ..diagnostics import measure_every
 
         cfg = dataclasses.replace(cfg, diagnostics_every=measure_every(cfg.iterations))
-    within_limits(lambda: limits.check_sinusoid(cfg))
+    within_limits(lambda: limits.check_sinusoid(cfg, allow_long))
     out_dir = fewshot_out(out, "fewshot-sinusoid")
     t0 = time.perf_counter()
-    result = run_sinusoid(cfg, progress=progress, threads=threads)
+    result = run_sinusoid(cfg, progress=progress, threads=threads, allow_long=allow_long)
     save_sinusoid(result, out_dir)
     steps_ = sorted(set(cfg.eval_steps))
     for K in cfg.shots:
@@ -176,10 +179,13 @@ def digits(
     diagnostics: bool = DIAGNOSTICS,
     inner_optimizer: str = INNER_OPTIMIZER,
     learn_inner_lr: bool = LEARN_INNER_LR,
-    out: Path | None = typer.Option(None, "--out", help="Output folder [default: runs/fewshot-digits]."),
+    out: Path | None = typer.Option(
+        None, "--out", parser=out_path, metavar="<path>", help="Output folder [default: runs/fewshot-digits]."
+    ),
     quick: bool = QUICK,
     threads: int = THREADS,
     progress: bool | None = PROGRESS,
+    allow_long: bool = ALLOW_LONG,
 ) -> None:
     """N-way K-shot classification of scikit-learn's 8x8 digits on unseen classes: FO-ANIL and ANIL vs
     no meta-learning."""
@@ -210,12 +216,14 @@ def digits(
     )
     try:
         train, test = split_by_class(load_digits(), cfg.test_classes, cfg.rotations)
-        check_episodes(cfg, train, test)
+        check_episodes(cfg, train, test, allow_long)
     except ValueError as e:
         fail(str(e).replace("--test-classes", "--test-digits"))
     out_dir = fewshot_out(out, "fewshot-digits")
     t0 = time.perf_counter()
-    result = run_fewshot(train, test, cfg, progress=progress, dataset="sklearn digits 8x8", threads=threads)
+    result = run_fewshot(
+        train, test, cfg, progress=progress, dataset="sklearn digits 8x8", threads=threads, allow_long=allow_long
+    )
     save_fewshot(result, out_dir, "digits")
     print_fewshot(result, out_dir, time.perf_counter() - t0)
 
@@ -253,14 +261,17 @@ def images(
         help="Meta-test classes from this folder (e.g. Omniglot's images_evaluation, mini-ImageNet's test) "
         "instead of a random --test-fraction of ROOT's classes.",
     ),
-    out: Path | None = typer.Option(None, "--out", help="Output folder [default: runs/fewshot-images]."),
+    out: Path | None = typer.Option(
+        None, "--out", parser=out_path, metavar="<path>", help="Output folder [default: runs/fewshot-images]."
+    ),
     quick: bool = QUICK,
     threads: int = THREADS,
     progress: bool | None = PROGRESS,
+    allow_long: bool = ALLOW_LONG,
 ) -> None:
     """The digits experiment on your own images: classes split at random into meta-train and meta-test."""
-    from ..fewshot.digits import folder_split, run_fewshot, save_fewshot
-    from ..fewshot.images import load_image_folder
+    from ..fewshot.digits import folder_split, run_fewshot, save_fewshot, split_sizes
+    from ..fewshot.images import read_image_classes, scan_image_folder
 
     cfg = fewshot_options(
         ways,
@@ -286,14 +297,19 @@ def images(
         fail(f"--test-fraction: must be between 0 and 1 (exclusive), got {test_fraction}")
     if size < 4:
         fail(f"--size: must be >= 4, got {size}")
-    try:
-        load = lambda folder: load_image_folder(  # noqa: E731
-            folder, size, invert=invert, min_images=cfg.shots + cfg.queries, color=color
-        )
+    channels_in = 3 if color else 1
+    try:  # classes, sizes and time from the file names, before any image is decoded
+        found = scan_image_folder(root, min_images=cfg.shots + cfg.queries)
+        found_test = scan_image_folder(test_root, min_images=cfg.shots + cfg.queries) if test_root else None
+        split_sizes(len(found), test_fraction, None if found_test is None else len(found_test))  # enough classes
+        count = sum(len(ps) for f in (found, found_test or {}) for ps in f.values())
+        limits.check_images(count, size, size, channels_in)
+        limits.check_episodes(cfg, channels_in * size * size, allow_long)
+        read = lambda by_class: read_image_classes(by_class, size, invert=invert, color=color)  # noqa: E731
         train, test = folder_split(
-            load(root), test_fraction, cfg.seed, cfg.rotations, load(test_root) if test_root else None
+            read(found), test_fraction, cfg.seed, cfg.rotations, read(found_test) if found_test else None
         )
-        check_episodes(cfg, train, test)
+        check_episodes(cfg, train, test, allow_long)
     except ValueError as e:
         fail(str(e))
     cfg = dataclasses.replace(cfg, test_classes=test.class_names[:: cfg.rotations])
@@ -301,7 +317,13 @@ def images(
     t0 = time.perf_counter()
     where = f"{root}" + (f" / {test_root}" if test_root is not None else "")
     result = run_fewshot(
-        train, test, cfg, progress=progress, dataset=f"image folder {where} ({size}x{size})", threads=threads
+        train,
+        test,
+        cfg,
+        progress=progress,
+        dataset=f"image folder {where} ({size}x{size})",
+        threads=threads,
+        allow_long=allow_long,
     )
     save_fewshot(result, out_dir, "images")
     print_fewshot(result, out_dir, time.perf_counter() - t0)

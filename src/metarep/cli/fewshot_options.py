@@ -151,14 +151,19 @@ def within_limits(check) -> None:
         fail(str(e))
 
 
-def check_episodes(cfg, train, test) -> None:
-    """Enough classes for ``--ways`` and images per class for ``--shots + --queries``, a batch that fits."""
-    n_train, n_test = train.num_classes, test.num_classes
+def check_ways(cfg, n_train: int, n_test: int) -> None:
+    """``ValueError`` naming ``--ways`` unless there are that many meta-train and meta-test classes."""
     if cfg.ways > min(n_train, n_test):
         raise ValueError(
             f"--ways: must be at most the number of meta-train ({n_train}) and meta-test ({n_test}) classes, "
             f"got {cfg.ways}"
         )
+
+
+def check_episodes(cfg, train, test, allow_long: bool = False) -> None:
+    """Enough classes for ``--ways`` and images per class for ``--shots + --queries``, a batch that fits, a
+    benchmark that ends (:func:`metarep.limits.check_episodes`; ``allow_long``: ``--allow-long``)."""
+    check_ways(cfg, train.num_classes, test.num_classes)
     need = cfg.shots + cfg.queries
     for part, data in (("meta-train", train), ("meta-test", test)):
         counts = data.counts()
@@ -169,4 +174,4 @@ def check_episodes(cfg, train, test) -> None:
                 f"{part} classes have {int(counts.min())} to {int(counts.max())} images "
                 f"(class {data.class_names[c]!r}: {int(counts[c])}); lower --shots or --queries"
             )
-    limits.check_episodes(cfg, int(train.images[0].numel()))
+    limits.check_episodes(cfg, int(train.images[0].numel()), allow_long)

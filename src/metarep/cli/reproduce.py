@@ -6,7 +6,7 @@ from pathlib import Path
 
 import typer
 
-from .common import PROGRESS, Interrupts, check_scheduler, fail, prepare_out
+from .common import PROGRESS, Interrupts, check_scheduler, fail, out_path, prepare_out
 
 MAX_SEEDS = 10_000
 # the names of metarep.experiments.EXPERIMENTS, for the help without importing torch (a test keeps them equal)
@@ -25,7 +25,13 @@ def reproduce(
         "--scheduler",
         help="Run on the workers of a Dask scheduler, tcp://HOST:PORT (needs pip install 'metarep[dask]').",
     ),
-    out: Path = typer.Option(Path("reproduction"), "--out", help="Output folder; complete runs in it are reused."),
+    out: Path = typer.Option(
+        Path("reproduction"),
+        "--out",
+        parser=out_path,
+        metavar="<path>",
+        help="Output folder; complete runs in it are reused.",
+    ),
     progress: bool | None = PROGRESS,
 ) -> None:
     """Reproduce the paper's experiments: one PNG and CSV per experiment, and REPORT.md.

@@ -6,13 +6,17 @@ from pathlib import Path
 
 import typer
 
-from .common import PROGRESS, Interrupts, check_scheduler, fail, prepare_out
+from .common import ALLOW_LONG, PROGRESS, Interrupts, check_scheduler, fail, out_path, prepare_out
 
 
 def sweep(
     spec: Path = typer.Argument(..., help="Sweep spec (TOML): base, seeds, [set], [grid], [evaluate]."),
     out: Path | None = typer.Option(
-        None, "--out", help="Output folder (default sweeps/SPEC_NAME); complete runs in it are reused."
+        None,
+        "--out",
+        parser=out_path,
+        metavar="<path>",
+        help="Output folder (default sweeps/SPEC_NAME); complete runs in it are reused.",
     ),
     jobs: int | None = typer.Option(None, "--jobs", help="Local worker processes (>= 1; default 1)."),
     scheduler: str | None = typer.Option(
@@ -21,6 +25,7 @@ def sweep(
         help="Run on the workers of a Dask scheduler, tcp://HOST:PORT (needs pip install 'metarep[dask]').",
     ),
     progress: bool | None = PROGRESS,
+    allow_long: bool = ALLOW_LONG,
 ) -> None:
     """Run every point of a grid over seeds; write results.csv, summary.csv and one figure per metric.
 
@@ -32,16 +37,19 @@ def sweep(
     check_scheduler(scheduler, jobs)
 
     from ..experiments.runner import ExecutorError
-    from ..experiments.sweep import SweepError, finished_runs, load_sweep, run_sweep
+    from ..experiments.sweep import SweepError, check_limits, finished_runs, load_sweep, run_sweep
 
     try:
         plan = load_sweep(spec)
+        check_limits(plan, allow_long)  # every grid point's memory and time, before --out is made
     except SweepError as e:
         fail(str(e))
     out_dir = prepare_out(out, Path("sweeps") / spec.stem)
     with Interrupts() as sig:
         try:
-            res = run_sweep(plan, out_dir, jobs=jobs or 1, scheduler=scheduler, progress=progress)
+            res = run_sweep(
+                plan, out_dir, jobs=jobs or 1, scheduler=scheduler, progress=progress, allow_long=allow_long
+            )
         except ExecutorError as e:  # Dask missing, or the scheduler cannot be reached
             fail(f"--scheduler: {e}".splitlines()[0])
         except KeyboardInterrupt:  # Ctrl-C or SIGTERM: the runner has cancelled the queued runs

@@ -30,6 +30,7 @@ CONNECT_TIMEOUT = 10.0  # seconds to reach a scheduler before giving up
 STOP_TIMEOUT = 2.0  # seconds a terminated local worker gets to exit before it is killed
 RETRIES = 2  # Dask: extra attempts of an item whose function raised or whose worker died
 DASK_MISSING = "Dask is not installed; pip install 'metarep[dask]'"
+SCHEMES = ("tcp", "tls", "ws", "wss", "ucx")  # the protocols a Dask scheduler on another machine listens on
 
 
 class ExecutorError(Exception):
@@ -138,10 +139,7 @@ class DaskExecutor:
         self._pending: list = []
         wait_s = CONNECT_TIMEOUT if timeout is None else timeout
         _probe(address, wait_s)  # fail fast, before a client starts its threads
-        try:
-            self.client = Client(address, timeout=wait_s, set_as_default=False)
-        except Exception as e:  # timeouts, refused connections, a service that is not a Dask scheduler
-            raise ExecutorError(_unreachable(address, wait_s, e)) from None
+        self.client = _connect(Client, address, wait_s)
 
     def submit_all(
         self, fn: Callable[[Any], Any], items: Sequence[Any], names: Sequence[str] | None = None
@@ -182,18 +180,61 @@ def _unreachable(address: str, timeout: float, err: BaseException) -> str:
     return f"cannot reach the Dask scheduler at {address}: {reason}"
 
 
-def _probe(address: str, timeout: float) -> None:
-    """Open and close a TCP connection to a ``tcp://HOST:PORT`` (or ``HOST:PORT``) address; other
-    protocols (``tls://``, ...) are left to the Dask client. Raises :class:`ExecutorError`."""
+def _connect(client_class: type, address: str, timeout: float) -> Any:
+    """A client of the scheduler at ``address``, made in a thread given ``timeout`` seconds and a grace (a
+    service that accepts connections but never answers would otherwise hold the client forever).
+
+    A client that failed or did not answer in time is marked closed: its finalizer would otherwise try to
+    close it again when it is collected, and print ``Exception ignored in Client.__del__`` long after the
+    command said what went wrong. Raises :class:`ExecutorError`.
+    """
+    client = object.__new__(client_class)
+    made: dict[str, BaseException | None] = {}
+
+    def start() -> None:
+        try:
+            client.__init__(address, timeout=timeout, set_as_default=False)
+            made["error"] = None
+        except Exception as e:  # timeouts, refused connections, a service that is not a Dask scheduler
+            made["error"] = e
+
+    thread = threading.Thread(target=start, name="metarep-dask-connect", daemon=True)
+    thread.start()
+    thread.join(timeout + STOP_TIMEOUT)
+    if "error" in made and made["error"] is None:
+        return client
+    with contextlib.suppress(Exception):
+        client.close(timeout=STOP_TIMEOUT)
+    client.status = "closed"  # nothing left to close: its finalizer must not try again
+    error = made.get("error") or TimeoutError(f"no answer within {timeout:g} s")
+    raise ExecutorError(_unreachable(address, timeout, error))
+
+
+def check_address(address: str) -> tuple[str, str, int]:
+    """``(scheme, host, port)`` of a scheduler address ``SCHEME://HOST:PORT`` (``HOST:PORT``: tcp, port
+    8786 by default); :class:`ExecutorError` naming what is allowed when it is not one (no host, or a
+    protocol of :data:`SCHEMES`)."""
     from distributed.comm import parse_address, parse_host_port
 
+    allowed = ", ".join(f"{s}://" for s in SCHEMES)
     try:
         scheme, loc = parse_address(address)
-        if scheme != "tcp":
-            return
-        host, port = parse_host_port(loc)
+        host, port = parse_host_port(loc, 8786)
     except (ValueError, TypeError) as e:
-        raise ExecutorError(f"expected a scheduler address tcp://HOST:PORT, got {address!r} ({e})") from None
+        raise ExecutorError(f"expected a scheduler address like tcp://HOST:PORT, got {address!r} ({e})") from None
+    if scheme not in SCHEMES:
+        raise ExecutorError(f"unknown protocol {scheme}:// in {address!r}; a Dask scheduler listens on {allowed}")
+    if not host.strip():
+        raise ExecutorError(f"expected a scheduler address like tcp://HOST:PORT, got {address!r} (no host)")
+    return scheme, host, port
+
+
+def _probe(address: str, timeout: float) -> None:
+    """Check the address (:func:`check_address`), and open and close a TCP connection to a ``tcp://``
+    one; other protocols (``tls://``, ...) are left to the Dask client. Raises :class:`ExecutorError`."""
+    scheme, host, port = check_address(address)
+    if scheme != "tcp":
+        return
     try:
         socket.create_connection((host, port), timeout=timeout).close()
     except OSError as e:

@@ -26,6 +26,7 @@ filesystem (Dask on other machines) start such runs from step 0.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import multiprocessing
 import os
@@ -164,11 +165,15 @@ def run_all(
     if not todo:
         return counts
     started = time.perf_counter()
-    store.mkdir(parents=True, exist_ok=True)
+    executor = make_executor(jobs, scheduler)  # a scheduler that cannot be used leaves no store behind
+    try:
+        store.mkdir(parents=True, exist_ok=True)
+    except OSError:
+        executor.close(cancel=True)
+        raise
     # one torch thread per local job (cores shared out); on Dask one per run: a worker process per core
     threads = 1 if scheduler else max(1, (os.cpu_count() or 1) // jobs)
     fn = functools.partial(produce_in, str(store.resolve()), threads=threads, plugins=registry.plugin_modules())
-    executor = make_executor(jobs, scheduler)
     bar = progress_bar(len(unique), enabled=progress, desc="runs", unit="run", initial=counts["skipped"], leave=True)
     bar.set_postfix(_tally(counts), refresh=False)
     finished = False
@@ -263,13 +268,21 @@ def _redraw_figures(store: Path, key: str) -> None:
 
 
 def _checkpoint_step(partial: Path) -> int | None:
-    """The step of the checkpoint in ``partial`` (None: none, or unreadable — the run starts again)."""
-    from ..checkpoint import CHECKPOINT, load
+    """The step of the checkpoint in ``partial``; None when there is none, or when it cannot be used
+    (damaged, edited, of an older version: :func:`metarep.checkpoint.load`): then it is removed, with a
+    note on stderr, and the run starts over at step 0 (as the worker would, finding it damaged)."""
+    from ..checkpoint import CHECKPOINT, CheckpointError, load
 
+    path = partial / CHECKPOINT
     try:
-        return load(partial / CHECKPOINT).step if (partial / CHECKPOINT).is_file() else None
-    except (OSError, ValueError, KeyError, TypeError):
-        return None
+        return load(path).step if path.is_file() else None
+    except CheckpointError as e:
+        print(f"note: {' '.join(str(e).split())}; the run starts over at step 0", file=sys.stderr, flush=True)
+        with contextlib.suppress(OSError):
+            path.unlink(missing_ok=True)
+    except OSError:
+        pass
+    return None
 
 
 def _count_elsewhere(counts: dict, key: str, why: str) -> None:

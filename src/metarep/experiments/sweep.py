@@ -20,13 +20,14 @@ from typing import Any
 from ..files import write_csv, write_result
 from . import sweep_plots, sweep_results
 from .runner import RunSpec, is_complete, run_all
-from .sweep_spec import Sweep, SweepError, SweepRun, load_sweep, parse_sweep
+from .sweep_spec import Sweep, SweepError, SweepRun, load_sweep, parse_sweep, toml_value
 
 __all__ = [
     "Sweep",
     "SweepError",
     "SweepOutcome",
     "SweepRun",
+    "check_limits",
     "finished_runs",
     "load_sweep",
     "parse_sweep",
@@ -59,12 +60,15 @@ def run_sweep(
     jobs: int = 1,
     scheduler: str | None = None,
     progress: bool | None = None,
+    allow_long: bool = False,
 ) -> SweepOutcome:
     """Make (or reuse) every run of ``sweep`` in ``out/runs/`` and write the sweep's outputs into ``out``.
 
     ``jobs`` local worker processes, or the Dask cluster at ``scheduler`` (``tcp://HOST:PORT``;
-    :class:`~metarep.experiments.executors.ExecutorError` when it cannot be used).
+    :class:`~metarep.experiments.executors.ExecutorError` when it cannot be used). :func:`check_limits`
+    first: :class:`SweepError` for a grid point beyond the memory, or the time unless ``allow_long``.
     """
+    check_limits(sweep, allow_long)
     out = Path(out)
     store = out / "runs"
     runs = sweep.runs()
@@ -82,6 +86,25 @@ def run_sweep(
     tally, problems = _tally(runs, rows, counts.get("skipped", 0))
     write_result(out / "sweep.json", {"sweep": sweep.to_dict(), "counts": tally})
     return SweepOutcome(tally, problems, out / "results.csv", out / "summary.csv", figures, rows)
+
+
+def check_limits(sweep: Sweep, allow_long: bool = False) -> None:
+    """Refuse a sweep with a grid point whose run (or evaluation) would not fit in memory or, unless
+    ``allow_long``, take too long (:mod:`metarep.limits`): :class:`SweepError` naming the point, before any
+    worker starts."""
+    from .. import limits
+    from ..evaluate import check_evaluation
+
+    points = {run.point: run.spec for run in sweep.runs()}  # the seed changes neither memory nor time
+    for point, spec in points.items():
+        cfg = spec.config()
+        try:
+            limits.check_run(cfg, allow_long)
+            if spec.m_test:
+                check_evaluation(cfg, spec.m_test, spec.eval_tasks, allow_long=allow_long)
+        except limits.LimitError as e:
+            where = ", ".join(f'"{k}" = {toml_value(v)}' for k, v in point)
+            raise SweepError(f"grid {where}: {e}" if point else str(e)) from None
 
 
 def finished_runs(sweep: Sweep, out: str | Path) -> tuple[int, int]:

@@ -24,12 +24,11 @@ from __future__ import annotations
 import functools
 import itertools
 import json
-import tomllib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ..config import ConfigError, load_config
+from ..config import ConfigError, load_config, read_toml
 from ..theory import DEFAULT_M_TEST
 from .runner import RunSpec
 
@@ -150,13 +149,22 @@ def _is_scalar(v: Any) -> bool:
 def load_sweep(path: str | Path) -> Sweep:
     """Read and validate the spec at ``path``; raise :class:`SweepError` with one line if it is invalid."""
     path = Path(path)
-    if not path.is_file():
-        raise SweepError(f"SPEC: file not found: {path}")
+    return parse_sweep(_read(path, "SPEC"), path.parent)
+
+
+def _read(path: Path, what: str) -> dict[str, Any]:
+    """:func:`~metarep.config.read_toml` (any unreadable file: one line naming ``what``) raising :class:`SweepError`."""
     try:
-        raw = tomllib.loads(path.read_text())
-    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as e:
-        raise SweepError(f"SPEC: malformed TOML in {path}: {e}") from None
-    return parse_sweep(raw, path.parent)
+        return read_toml(path, what)
+    except ConfigError as e:
+        raise SweepError(str(e)) from None
+
+
+def _is_file(path: Path) -> bool:
+    try:
+        return path.is_file()
+    except OSError:  # a name too long, ...: not a file to read
+        return False
 
 
 def parse_sweep(raw: dict[str, Any], folder: Path = Path(".")) -> Sweep:
@@ -200,15 +208,11 @@ def _base(value: Any, folder: Path) -> tuple[Path | None, tuple[str, ...]]:
         raise SweepError(f"base: must be the path of a config file (a string), got {show(value)}")
     given = Path(value)
     candidates = [given] if given.is_absolute() else [folder / given, given]
-    path = next((p for p in candidates if p.is_file()), None)
+    path = next((p for p in candidates if _is_file(p)), None)
     if path is None:
         where = " or ".join(str(p) for p in dict.fromkeys(candidates))
         raise SweepError(f"base: file not found: {where} (looked in the spec's folder, then the working directory)")
-    try:
-        raw = tomllib.loads(path.read_text())
-    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as e:
-        raise SweepError(f"base: malformed TOML in {path}: {e}") from None
-    entries = _entries(f"base {path}", raw)
+    entries = _entries(f"base {path}", _read(path, "base"))
     for key, v in entries:
         _check_scalar(f"base {path}", key, v)
     return path, overrides(tuple(entries))

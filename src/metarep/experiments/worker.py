@@ -78,7 +78,9 @@ def produce(spec: RunSpec, threads: int = 0, plugins: tuple[str, ...] = (), part
             return {"status": result.status, "message": result.message, "resumed": resumed, "files": {}}
         save_run(result, out)
         if result.status == "complete" and spec.m_test:
-            ev = evaluate_run(load_run(out), m_test=spec.m_test, n_tasks=spec.eval_tasks, progress=False)
+            ev = evaluate_run(
+                load_run(out), m_test=spec.m_test, n_tasks=spec.eval_tasks, progress=False, allow_long=True
+            )
             save_evaluation(ev, out)
             seal_evaluation(out)  # the summary's manifest now covers the evaluation files too
         files = {p.name: p.read_bytes() for p in sorted(out.iterdir()) if p.is_file() and not p.name.startswith(".")}
@@ -120,7 +122,8 @@ def _train(cfg: Config, ckpt_dir: Path | None):
     on_main = threading.current_thread() is threading.main_thread()
     previous = signal.signal(signal.SIGTERM, _raise_interrupt) if on_main and write else None
     try:
-        return train(cfg, progress=False, checkpoint=write, resume=ck), (ck.step if ck else 0)
+        # the client vetted the run's time (metarep.limits) before sending it; its memory is checked here
+        return train(cfg, progress=False, checkpoint=write, resume=ck, allow_long=True), (ck.step if ck else 0)
     finally:
         if previous is not None:
             signal.signal(signal.SIGTERM, previous)

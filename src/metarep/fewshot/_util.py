@@ -27,6 +27,10 @@ def need(ok: bool, key: str, allowed: str, value) -> None:
         raise ValueError(f"{key}: must be {allowed}, got {value!r}")
 
 
+def _is_int(v) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool)
+
+
 def meta_methods() -> tuple[str, ...]:
     """The meta-learning methods :class:`~metarep.learner.MetaLearner` runs, in the registry's order
     (``pretrain``, the benchmarks' baseline, is not one of them)."""
@@ -46,7 +50,7 @@ def validate_meta_options(cfg) -> None:
         f"a comma-separated subset of {', '.join(methods)}",
         ",".join(cfg.methods),
     )
-    need(cfg.iterations >= 0, "--iterations", ">= 0", cfg.iterations)
+    need(_is_int(cfg.iterations) and cfg.iterations >= 1, "--iterations", "an integer >= 1", cfg.iterations)
     need(cfg.meta_batch >= 1, "--meta-batch", ">= 1", cfg.meta_batch)
     need(cfg.inner_lr > 0 and math.isfinite(cfg.inner_lr), "--inner-lr", "> 0", cfg.inner_lr)
     need(cfg.inner_steps >= 1, "--inner-steps", ">= 1", cfg.inner_steps)

@@ -27,6 +27,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .. import diagnostics as dg
+from .. import limits
 from ..learner import MetaLearner
 from ..methods import registry
 from ..progress import progress_bar
@@ -120,14 +121,31 @@ def random_class_split(num_classes: int, test_fraction: float, seed: int) -> tup
     return sorted(perm[n_test:].tolist()), sorted(perm[:n_test].tolist())
 
 
+MIN_FOLDER_CLASSES = 4  # an image folder split at random into meta-train and meta-test classes
+
+
+def split_sizes(num_classes: int, test_fraction: float, test_classes: int | None = None) -> tuple[int, int]:
+    """Classes (before rotations) of meta-training and meta-test that :func:`folder_split` will make of an
+    image folder with ``num_classes`` classes (``test_classes``: those of a separate meta-test folder), known
+    before any image is read; ``ValueError`` when a random split needs more classes."""
+    if test_classes is not None:
+        return num_classes, test_classes
+    if num_classes < MIN_FOLDER_CLASSES:
+        raise ValueError(
+            f"image folder: {num_classes} class(es) with enough images; at least {MIN_FOLDER_CLASSES} are needed "
+            "to split them into meta-train and meta-test classes (or give --test-root)"
+        )
+    n_test = min(max(1, round(test_fraction * num_classes)), num_classes - 1)
+    return num_classes - n_test, n_test
+
+
 def folder_split(
     data: ClassImages, test_fraction: float, seed: int, rotations: int, test: ClassImages | None = None
 ) -> tuple[ClassImages, ClassImages]:
     """Meta-train and meta-test classes of an image folder, each in ``rotations`` rotations: ``test``'s classes
     when given (a separate folder), else a random ``test_fraction`` of ``data``'s (:func:`random_class_split`)."""
     if test is None:
-        if data.num_classes < 4:
-            raise ValueError(f"image folder: {data.num_classes} classes with enough images; at least 4 are needed")
+        split_sizes(data.num_classes, test_fraction)  # enough classes to split
         train_ids, test_ids = random_class_split(data.num_classes, test_fraction, seed)
         data, test = data.subset(train_ids), data.subset(test_ids)
     return rotate_classes(data, rotations), rotate_classes(test, rotations)
@@ -174,9 +192,15 @@ def run_fewshot(
     progress: bool | None = None,
     dataset: str = "",
     threads: int | None = 1,
+    allow_long: bool = False,
 ) -> FewShotResult:
     """Meta-train each method on episodes of ``train``'s classes, the baseline as a classifier of them,
-    and score all on the same ``cfg.test_tasks`` episodes of ``test``'s classes."""
+    and score all on the same ``cfg.test_tasks`` episodes of ``test``'s classes.
+
+    Refused first (:func:`metarep.limits.check_episodes`, a ``ValueError``) when a batch would not fit in
+    memory or, unless ``allow_long``, the benchmark would take too long."""
+    cfg.validate()
+    limits.check_episodes(cfg, int(train.images[0].numel()), allow_long)
     with torch_threads(threads or 0):  # None: leave the count
         return _run_fewshot(train, test, cfg, progress, dataset)
 
@@ -258,10 +282,10 @@ def _run_fewshot(
         source = EpisodeSampler(train, cfg.ways, cfg.shots, cfg.queries, gen(seeds["train"])).batches(cfg.meta_batch)
         t0 = time.perf_counter()
         if probe is None:
-            learner.fit(source, iterations=cfg.iterations, progress=progress)
+            learner.fit(source, iterations=cfg.iterations, progress=progress, allow_long=True)  # (checked above)
         else:
             diagnostics[method] = dg.fit_tracked(
-                learner, source, cfg.iterations, cfg.diagnostics_every, probe, progress=progress
+                learner, source, cfg.iterations, cfg.diagnostics_every, probe, progress=progress, allow_long=True
             )
             final_features[method] = dg.features_of(learner, probe.X)
         seconds[method] = time.perf_counter() - t0

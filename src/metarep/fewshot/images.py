@@ -131,21 +131,44 @@ def load_image_folder(
     Returns :class:`ClassImages` with ``images (N, 1 or 3, H, W)`` in [0, 1], classes in sorted path order.
     Raises ``ValueError`` naming the problem (no such folder, no classes, an unreadable file).
     """
+    return read_image_classes(scan_image_folder(root, min_images), size, invert=invert, color=color)
+
+
+def scan_image_folder(root: str | Path, min_images: int = 1) -> dict[str, list[Path]]:
+    """The classes of an Omniglot-style folder and their image files, none opened: ``{class name: paths}``
+    in sorted order, classes with fewer than ``min_images`` images left out (see :func:`load_image_folder`).
+    Raises ``ValueError`` when ``root`` is not a folder or holds no class with enough images."""
     root = Path(root)
-    if not root.is_dir():
+    try:
+        is_dir = root.is_dir()
+    except OSError as e:  # a name too long, ...
+        raise ValueError(f"image folder: cannot read {root}: {e.strerror or e}") from None
+    if not is_dir:
         raise ValueError(f"image folder: {root} is not a folder")
-    h, w = (size, size) if isinstance(size, int) else size
-    if h < 1 or w < 1:
-        raise ValueError(f"size: must be >= 1, got {size!r}")
     by_class: dict[str, list[Path]] = {}
     for p in _image_files(root):
         by_class.setdefault(p.parent.relative_to(root).as_posix(), []).append(p)
-    by_class = {c: ps for c, ps in by_class.items() if len(ps) >= max(min_images, 1)}
+    by_class = {c: ps for c, ps in sorted(by_class.items()) if len(ps) >= max(min_images, 1)}
     if not by_class:
         raise ValueError(
             f"image folder: no class folders with at least {max(min_images, 1)} images "
             f"({', '.join(IMAGE_SUFFIXES)}) under {root}"
         )
+    return by_class
+
+
+def read_image_classes(
+    by_class: dict[str, list[Path]], size: int | tuple[int, int] = 28, *, invert: bool = False, color: bool = False
+) -> ClassImages:
+    """Decode the images of :func:`scan_image_folder`'s classes (as :func:`load_image_folder` describes);
+    :class:`~metarep.limits.LimitError` (a ``ValueError`` naming ``--size``) before any is decoded when
+    they would not fit in memory."""
+    from .. import limits
+
+    h, w = (size, size) if isinstance(size, int) else size
+    if h < 1 or w < 1:
+        raise ValueError(f"size: must be >= 1, got {size!r}")
+    limits.check_images(sum(len(ps) for ps in by_class.values()), h, w, 3 if color else 1)
     images, labels = [], []
     for label, (_name, paths) in enumerate(sorted(by_class.items())):
         for p in paths:

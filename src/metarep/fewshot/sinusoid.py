@@ -21,7 +21,7 @@ import torch
 from torch import nn
 
 from .. import diagnostics as dg
-from .. import inner
+from .. import inner, limits
 from ..batch import TaskBatch
 from ..learner import MetaLearner
 from ..methods import registry
@@ -225,7 +225,12 @@ BASELINE_LR_GRID = (1e-4, 3e-4, 1e-3, 3e-3, 0.01, 0.03, 0.1, 0.3)
 
 
 def run_sinusoid(
-    cfg: SinusoidConfig, *, progress: bool | None = None, plot_tasks: int = 3, threads: int | None = 1
+    cfg: SinusoidConfig,
+    *,
+    progress: bool | None = None,
+    plot_tasks: int = 3,
+    threads: int | None = 1,
+    allow_long: bool = False,
 ) -> SinusoidResult:
     """Train every method (and the ``pretrain`` baseline) for each K; score them on the same test tasks.
 
@@ -233,9 +238,11 @@ def run_sinusoid(
     each number of steps, the best step size of :data:`BASELINE_LR_GRID` on 200 meta-training tasks.
     With ``cfg.diagnostics_every``, training is :func:`metarep.diagnostics.fit_tracked` on
     :func:`sinusoid_probe` (the same training), and the final features' principal angles to each other and
-    to :data:`SPAN` are kept.
+    to :data:`SPAN` are kept. Refused first (:func:`metarep.limits.check_sinusoid`, a ``ValueError``) when a
+    batch would not fit in memory or, unless ``allow_long``, the benchmark would take too long.
     """
     cfg.validate()
+    limits.check_sinusoid(cfg, allow_long)
     seeds = _seeds(cfg.seed)
     tasks = SinusoidTasks()
     grid = torch.linspace(*tasks.x_range, 200)[:, None]
@@ -262,11 +269,11 @@ def run_sinusoid(
                 stream = tasks.batches(cfg.meta_batch, K, K, _generator(seeds["train"] + K))
                 t0 = time.perf_counter()
                 if probe is None:
-                    learner.fit(stream, iterations=cfg.iterations, progress=progress)
+                    learner.fit(stream, iterations=cfg.iterations, progress=progress, allow_long=True)  # checked
                 else:
                     every = cfg.diagnostics_every
                     tracked.setdefault(K, {})[method] = dg.fit_tracked(
-                        learner, stream, cfg.iterations, every, probe, progress=progress
+                        learner, stream, cfg.iterations, every, probe, progress=progress, allow_long=True
                     )
                     features[method] = dg.features_of(learner, probe.X)
                 seconds[f"{method}_K{K}"] = time.perf_counter() - t0

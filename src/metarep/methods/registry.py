@@ -163,13 +163,21 @@ class PluginError(ValueError):
 
 
 def load_plugins(modules: tuple[str, ...] | list[str]) -> None:
-    """Import ``modules`` (each registers its methods), skipping those already imported."""
+    """Import ``modules`` (each registers its methods), skipping those already imported.
+
+    Whatever a module raises while imported (an ``ImportError``, any other exception, even ``sys.exit``)
+    becomes a :class:`PluginError` naming the module and the last line of what it raised.
+    """
     for name in modules:
         if name and name not in sys.modules:
             try:
                 importlib.import_module(name)
             except ImportError as e:
                 raise PluginError(f"METAREP_PLUGINS: cannot import {name!r} ({e})") from None
+            except (Exception, SystemExit) as e:  # a module that fails (or exits) while it is imported
+                lines = str(e).strip().splitlines()
+                last = f"{type(e).__name__}: {lines[-1]}" if lines else type(e).__name__
+                raise PluginError(f"METAREP_PLUGINS: importing {name!r} failed: {last}") from None
 
 
 def _load_builtin() -> None:
