@@ -63,7 +63,7 @@ test-fast: $(STAMP)
 	$(PY) -m pytest -m "not slow"
 
 # the whole suite twice (torch threads forced to 1, then 4) while every core is kept busy by other processes
-# (tests/stress.sh; about half an hour on 2 cores)
+# (tests/stress.sh; about 40 minutes on 2 cores)
 test-stress: $(STAMP)
 	PY=$(PY) bash tests/stress.sh
 

@@ -122,8 +122,70 @@ def main(out: Path) -> None:
             "vmap_ms": 1e3 * cuda_time(lambda: vm(q, b), 5),  # noqa: B023
             "floor_ms": 1e3 * cuda_time(lambda: (b.X_in.sum(), b.X_in.sum(), b.X_out.sum(), b.X_out.sum())),  # noqa: B023
         }
-        print(label, {k: round(v, 3) for k, v in timings[label].items()}, flush=True)
-    (out / "cuda_check.json").write_text(json.dumps({"timings": timings, "failures": failures}, indent=2))
+        timings[label]["graph_ms"] = graph_time(fast, q, b)
+        timings[label]["cpu_fast_ms"] = cpu_time(fast, q, b)
+        print(label, {k: v if isinstance(v, str) else round(v, 3) for k, v in timings[label].items()}, flush=True)
+
+    batched = batched_checks()
+    result = {"device": torch.cuda.get_device_name(0), "torch": torch.__version__, "timings": timings}
+    (out / "cuda_check.json").write_text(json.dumps({**result, "batched": batched, "failures": failures}, indent=2))
+
+
+def graph_time(fn, q, b) -> float | str:
+    """ms per step of ``fn(q, b)`` replayed from one captured CUDA graph (launch overhead removed), or why not."""
+    try:
+        stream = torch.cuda.Stream()
+        stream.wait_stream(torch.cuda.current_stream())
+        with torch.cuda.stream(stream):
+            for _ in range(3):  # warm up on a side stream, as capture requires
+                fn(q, b)
+        torch.cuda.current_stream().wait_stream(stream)
+        graph = torch.cuda.CUDAGraph()
+        with torch.cuda.graph(graph):
+            fn(q, b)
+        return 1e3 * cuda_time(graph.replay, 50)
+    except Exception as e:  # a step that syncs with the host or allocates per shape cannot be captured
+        return f"not capturable: {type(e).__name__}: {str(e).splitlines()[0][:120]}"
+
+
+def cpu_time(fn, q, b, repeats: int = 5) -> float:
+    """ms per step of the same computation on the CPU (all threads)."""
+    qc = type(q)(*(x.cpu() for x in q))
+    bc = type(b)(*(x.cpu() for x in b))
+    fn(qc, bc)
+    t = time.perf_counter()
+    for _ in range(repeats):
+        fn(qc, bc)
+    return 1e3 * (time.perf_counter() - t) / repeats
+
+
+def batched_checks() -> dict:
+    """Many infinite-task seeds as one program on the GPU: equal to the same runs alone (float64), and runs per
+    minute alone vs batched (paper setting, float32) on the GPU and the CPU."""
+    from metarep.bench import runs_per_minute
+    from metarep.train_batched import train_batch
+
+    sets = [
+        "task.d=20",
+        "model.width=20",
+        "data.tasks=inf",
+        'run.dtype="float64"',
+        "run.steps=500",
+        'run.device="cuda"',
+    ]
+    cfgs = [load_config(None, [*sets, f"run.seed={s}"]) for s in range(4)]
+    together = train_batch(cfgs)
+    err = 0.0
+    for cfg, r in zip(cfgs, together):
+        alone = train(cfg, progress=False)
+        err = max(err, float((alone.params.B.cpu() - r.params.B.cpu()).abs().max()))
+    check("batched infinite runs on cuda == alone (float64)", err < 1e-10, f"max abs diff in B {err:.1e}")
+    out = {"equal_alone_max_abs_diff": err}
+    for device, seeds, alone_max in (("cuda", 64, 8), ("cuda", 512, 8), ("cpu", 64, 4)):
+        r = runs_per_minute(seeds=seeds, steps=3000, device=device, alone_max=alone_max)
+        print(f"batched {device} {seeds} seeds:", {k: round(v, 1) for k, v in r.items()}, flush=True)
+        out[f"{device}_{seeds}"] = r
+    return out
 
 
 if __name__ == "__main__":

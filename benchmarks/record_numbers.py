@@ -71,7 +71,8 @@ THEORY = {
     "narrow": ("--set", "model.width=3", "--set", "method.inner_steps=2"),
     "anil": ("--set", "method.name=anil"),
 }
-SKIP_KEYS = {"wall_seconds", "train_seconds", "git_commit", "versions", "seconds", "manifest"}
+# manifest, figures: digests of files, not numbers
+SKIP_KEYS = {"wall_seconds", "train_seconds", "git_commit", "versions", "seconds", "manifest", "figures"}
 
 
 def _metarep(*args: str) -> subprocess.CompletedProcess:

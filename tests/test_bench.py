@@ -1,5 +1,6 @@
 """`metarep bench`: every timed path computes the same gradient, and the report has every path."""
 
+import pytest
 import torch
 from conftest import linear_problem
 
@@ -59,3 +60,13 @@ def test_median_times_interleaves_and_counts_calls():
     # one warm-up each, then per round: a once, b once untimed and three times timed
     assert order == ["a", "b"] + ["a", "b", "b", "b", "b"] * 2
     assert set(times) == {"a", "b"}
+
+
+def test_runs_per_minute_reports_alone_and_batched():
+    res = bench.runs_per_minute(seeds=3, steps=20, base=("task.d=8", "model.width=8", "task.k=2"), alone_max=2)
+    assert (res["seeds"], res["steps"]) == (3, 20)
+    assert res["alone_runs_per_minute"] > 0 and res["batched_runs_per_minute"] > 0
+    assert res["speedup"] == pytest.approx(res["batched_runs_per_minute"] / res["alone_runs_per_minute"])
+    streaming = {"tasks": 1, "chunk": 1, "seconds": 0.0, "peak_rss_mb": 1.0, "full_tensor_mb": 1.0}
+    text = bench.format_table({"threads": 1, "torch": "x", "settings": {}, "streaming": streaming, "batched_runs": res})
+    assert "many runs (3 seeds" in text and "batched" in text

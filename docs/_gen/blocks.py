@@ -176,6 +176,52 @@ def stress_results(docs: Path) -> str:
     return f"Last recorded run ({doc['date']}, {doc['cores']} cores, all {doc['busy']} kept busy): {verdict}. {runs}."
 
 
+# --------------------------------------------------------------------------------------------
+# the GPU (data/cuda-check.json: the cuda_check.json of benchmarks/cuda_check.py)
+
+
+def cuda_table(docs: Path) -> str:
+    """The FO-ANIL step on the GPU against its memory floor and the CPU, and many runs alone vs batched."""
+    doc = _read_json(docs / "data" / "cuda-check.json")
+    head = ["setting", "fast step", "as one CUDA graph", "memory floor", "fast / floor", "graph / floor", "CPU / GPU"]
+    rows = []
+    for name, t in doc["timings"].items():
+        graph = t["graph_ms"]
+        g = isinstance(graph, (int, float))
+        rows.append(
+            [
+                name,
+                f"{t['fast_ms']:.3f} ms",
+                f"{graph:.3f} ms" if g else str(graph),
+                f"{t['floor_ms']:.3f} ms",
+                f"{t['fast_ms'] / t['floor_ms']:.1f}",
+                f"{graph / t['floor_ms']:.1f}" if g else "–",
+                f"{t['cpu_fast_ms'] / t['fast_ms']:.1f}",
+            ]
+        )
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    lines += ["| " + " | ".join(r) + " |" for r in rows]
+    runs = []
+    for key, b in doc["batched"].items():
+        if key.startswith(("cuda_", "cpu_")):
+            device = "GPU" if key.startswith("cuda") else "the GPU machine's CPU (all cores)"
+            runs.append(
+                f"{b['seeds']} seeds on {device}: {b['alone_runs_per_minute']:.0f} runs/min alone, "
+                f"{b['batched_runs_per_minute']:.0f} batched (x{b['speedup']:.1f})"
+            )
+    return (
+        "\n".join(lines)
+        + f"\n\n{doc['device']}, torch {doc['torch']}; the CPU column is the same step on that machine's CPU. "
+        + f"Many infinite-task runs of the paper's setting ({_first(doc)['steps']} steps each): "
+        + "; ".join(runs)
+        + f". Batched equals alone on the GPU to {doc['batched']['equal_alone_max_abs_diff']:.1e} (float64)."
+    )
+
+
+def _first(doc: dict) -> dict:
+    return next(b for k, b in doc["batched"].items() if k.startswith("cuda_"))
+
+
 def _words(n: int) -> str:
     return {2: "two", 3: "three", 4: "four", 5: "five"}.get(n, str(n))
 
@@ -185,6 +231,8 @@ BLOCKS: dict[str, Callable[[Path], str]] = {
     "finite-within": finite_within,
     "fewshot-sinusoid": sinusoid_tables,
     "fewshot-digits": digits_table,
+    "stress-results": stress_results,
+    "cuda": cuda_table,
 }
 
 

@@ -17,11 +17,17 @@ Paths compared on the same tasks and parameters:
 
 Plus the infinite-regime step (independent of N) and the peak resident memory of one step over
 10⁶ fresh tasks generated in chunks (measured in a child process).
+
+Two tables feed the choices of :mod:`metarep.runtime` and :mod:`metarep.limits`: ``threads``
+(:func:`bench_threads`: steps of growing size at one thread and at all the cores, with the other cores
+idle and busy, beside the count the policy picks) and ``chunks`` (:func:`bench_chunks`: the fast path
+and the one-layout path at several chunk sizes and in one chunk).
 """
 
 from __future__ import annotations
 
 import json
+import os
 import resource
 import statistics
 import subprocess
@@ -32,6 +38,7 @@ from pathlib import Path
 
 import torch
 
+from . import runtime
 from .methods import chunked_mean, generic_linear_grad
 from .methods.fo_anil import fo_anil_expected_grad, fo_anil_grad, fo_anil_grad_gram
 from .models import LinearParams, init_linear
@@ -137,6 +144,127 @@ def bench_setting(name: str, rounds: int = 7, loop_tasks: int = 200, alpha: floa
     }
 
 
+THREAD_SIZES = (100, 300, 1000, 3000, 5000)  # pools of the paper setting's shape: steps of growing size
+CHUNK_NUMBERS = (2**18, 2**20, 2**22, 2**24)  # chunk sizes tried, in numbers of temporaries
+
+
+def _problem(s: dict, n: int) -> tuple[LinearParams, TaskBatch, torch.Generator]:
+    g = torch.Generator().manual_seed(0)
+    tasks = LinearRepTasks.create(s["d"], s["k"], 4.0, generator=g, dtype=torch.float32)
+    batch = tasks.sample(n, s["m_in"], s["m_out"], g)
+    p = init_linear(s["d"], s["width"], generator=g)
+    return LinearParams(p.B, 0.1 * torch.randn(s["width"], generator=g)), batch, g
+
+
+def _learner_step() -> tuple[Callable[[], object], float]:
+    """One MetaLearner step of the sinusoid network (1-40-40-1, 25 tasks of 10 + 10 points) and its size."""
+    from torch import nn
+
+    from .learner import MetaLearner
+
+    g = torch.Generator().manual_seed(0)
+    X = torch.rand(4, 25, 20, 1, generator=g) * 10 - 5
+    batch = TaskBatch(X[0, :, :10], X[1, :, :10, 0], X[2, :, :10], X[3, :, :10, 0])
+    torch.manual_seed(0)
+    feats = nn.Sequential(nn.Linear(1, 40), nn.ReLU(), nn.Linear(40, 40), nn.ReLU())
+    learner = MetaLearner(feats, nn.Linear(40, 1), method="fo_anil", inner_lr=0.01)
+    fn = lambda: learner.fit(batch, iterations=1, progress=False, threads=None)  # noqa: E731
+    return fn, float(batch.X_in.numel() + batch.X_out.numel())
+
+
+def _times_per_threads(fn: Callable[[], object], counts: tuple[int, ...], rounds: int) -> dict[int, float]:
+    """Median time of ``fn`` at each thread count, the counts taking turns in every round."""
+    samples: dict[int, list[float]] = {n: [] for n in counts}
+    for r in range(rounds + 1):
+        for n in counts:
+            with runtime.torch_threads(n):
+                fn()  # untimed: the threads start and the caches fill
+                t = time.perf_counter()
+                fn()
+                if r:  # round 0 warms up
+                    samples[n].append(time.perf_counter() - t)
+    return {n: statistics.median(v) for n, v in samples.items()}
+
+
+def busy_cores(n: int) -> list[subprocess.Popen]:
+    """Start ``n`` busy-loop processes (one core each); stop them with :func:`stop_busy`."""
+    return [subprocess.Popen([sys.executable, "-c", "while True: pass"]) for _ in range(n)]
+
+
+def stop_busy(procs: list[subprocess.Popen]) -> None:
+    """Stop the processes of :func:`busy_cores`, by their PIDs."""
+    for proc in procs:
+        proc.terminate()
+    for proc in procs:
+        proc.wait(timeout=30)
+
+
+def bench_threads(rounds: int = 5, sizes: tuple[int, ...] = THREAD_SIZES, busy: bool = True) -> dict[str, object]:
+    """The fast FO-ANIL step on pools of ``sizes`` tasks (paper shape) and of the large setting, and one
+    MetaLearner step of the sinusoid network, at one thread and at all the cores; with the other cores
+    idle (as the machine is), then busy (a busy loop on each core but one, started and stopped here).
+    Each row: the numbers of the step's inputs (:func:`metarep.limits.step_batch_numbers`), the times, the speed-up
+    of all cores over one, and the count the policy picks (:func:`metarep.runtime.auto_threads`)."""
+    cores = runtime.cores()
+    steps: dict[str, tuple[Callable[[], object], float]] = {}
+    for name, ns in (("paper", sizes), ("large", (SETTINGS["large"]["n"],))):
+        s = SETTINGS[name]
+        for n in ns:
+            p, batch, g = _problem(s, n)
+            pool = TaskPool(batch, None, g, layout="dual")
+            fn = chunked_mean(lambda q, b: fo_anil_grad(q, b, 0.1), pool)
+            numbers = float(n) * (s["m_in"] + s["m_out"]) * s["d"]  # as metarep.limits.step_batch_numbers
+            steps[f"{name} N={n}"] = ((lambda f, q: lambda: f(q))(fn, p), numbers)
+    steps["learner sinusoid"] = _learner_step()
+    counts = (1, cores) if cores > 1 else (1,)
+    rows = []
+    for load in ("idle", "busy") if busy and cores > 1 else ("idle",):
+        procs = busy_cores(cores - 1) if load == "busy" else []
+        try:
+            for name, (fn, numbers) in steps.items():
+                t = _times_per_threads(fn, counts, rounds)
+                rows.append(
+                    {
+                        "step": name,
+                        "numbers": numbers,
+                        "load": load,
+                        "seconds": {str(n): v for n, v in t.items()},
+                        "speedup": t[1] / t[counts[-1]],
+                        "policy": runtime.auto_threads(numbers),
+                    }
+                )
+        finally:
+            stop_busy(procs)
+    return {"cores": cores, "parallel_min_numbers": runtime.PARALLEL_MIN_NUMBERS, "rows": rows}
+
+
+def bench_chunks(name: str, rounds: int = 5, numbers: tuple[int, ...] = CHUNK_NUMBERS) -> dict[str, object]:
+    """One step of setting ``name`` on its pool in two layouts (``dual``: the fast path; ``samples``) in
+    chunks whose temporaries hold each of ``numbers`` numbers, in one chunk, and in the chunks
+    :func:`metarep.limits.pool_chunk` picks (``default``); median times side by side, with the floor."""
+    s = SETTINGS[name]
+    p, batch, g = _problem(s, s["n"])
+    d, n = s["d"], s["n"]
+    grad = lambda q, b: fo_anil_grad(q, b, 0.1)  # noqa: E731
+    paths: dict[str, Callable[[], object]] = {}
+    chunks: dict[str, int] = {}
+    for layout, rows in (("dual", 1), ("samples", s["m_in"] + s["m_out"])):
+        sizes = {f"{layout} {x}": max(1, x // (rows * d)) for x in numbers if x // (rows * d) < n}
+        sizes |= {f"{layout} one": n, f"{layout} default": 0}
+        for key, c in sizes.items():
+            pool = TaskPool(batch, None, g, c or None, layout)
+            chunks[key] = pool.chunk
+            paths[key] = (lambda f: lambda: f(p))(chunked_mean(grad, pool))
+    paths["floor"] = lambda: (batch.X_in.sum(), batch.X_in.sum(), batch.X_out.sum(), batch.X_out.sum())
+    times = median_times(paths, rounds, {k: 3 for k in paths})
+    return {
+        "setting": name,
+        "seconds": times,
+        "chunk_tasks": chunks,
+        "ratio_to_floor": {k: v / times["floor"] for k, v in times.items()},
+    }
+
+
 def _peak_rss_kb() -> int:
     """Peak resident memory of this process image (``VmHWM``; unlike ``ru_maxrss`` it is not
     inherited from the parent across fork and exec)."""
@@ -172,10 +300,54 @@ def streaming_peak_memory(n: int = 1_000_000, d: int = 50, width: int = 50, m_in
     }
 
 
-def run_benchmarks(settings: tuple[str, ...] = ("paper", "large"), streaming_tasks: int = 1_000_000) -> dict:
-    """Every benchmark; the streaming one in a fresh child process so its peak memory is its own."""
+def runs_per_minute(
+    seeds: int = 64, steps: int = 1000, device: str = "cpu", base: tuple[str, ...] = (), alone_max: int = 8
+) -> dict[str, float]:
+    """Runs per minute of ``seeds`` runs of the paper's infinite-task setting (width 50), made one after the
+    other (:func:`metarep.train.train`, timed on ``alone_max`` of them) and as one batched program
+    (:func:`metarep.train_batched.train_batch`), in this process, on ``device``; training only, files aside."""
+    from .config import load_config
+    from .train import train
+    from .train_batched import train_batch
+
+    sets = ["task.d=50", "task.k=5", "model.width=50", 'data.tasks="inf"', "data.m_in=20", f"run.steps={steps}"]
+    sets += ["run.eval_every=100", f'run.device="{device}"', *base]
+    cfgs = [load_config(None, [*sets, f"run.seed={s}"]) for s in range(seeds)]
+    train_batch(cfgs[:2])  # warm up
+    t = time.perf_counter()
+    for c in cfgs[:alone_max]:
+        train(c, progress=False)
+    alone = (time.perf_counter() - t) / min(alone_max, seeds)
+    t = time.perf_counter()
+    train_batch(cfgs)
+    batch = time.perf_counter() - t
+    return {
+        "seeds": seeds,
+        "steps": steps,
+        "alone_runs_per_minute": 60 / alone,
+        "batched_runs_per_minute": 60 * seeds / batch,
+        "speedup": alone * seeds / batch,
+    }
+
+
+def run_benchmarks(
+    settings: tuple[str, ...] = ("paper", "large"),
+    streaming_tasks: int = 1_000_000,
+    threads_table: bool = True,
+    chunks_table: bool = True,
+    batched_runs: bool = True,
+) -> dict:
+    """Every benchmark; the streaming one in a fresh child process so its peak memory is its own. The
+    paths run at torch's current thread count (all the cores unless set), as do the chunks table."""
     out: dict[str, object] = {"threads": torch.get_num_threads(), "torch": torch.__version__}
+    out["load_before"] = os.getloadavg()[0] if hasattr(os, "getloadavg") else None
     out["settings"] = {name: bench_setting(name) for name in settings}
+    if chunks_table:
+        out["chunks"] = {name: bench_chunks(name) for name in settings}
+    if threads_table:
+        out["threads_table"] = bench_threads()
+    if batched_runs:
+        out["batched_runs"] = runs_per_minute()
     code = f"import json; from metarep.bench import streaming_peak_memory as f; print(json.dumps(f({streaming_tasks})))"
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     out["streaming"] = json.loads(proc.stdout.strip().splitlines()[-1])
@@ -197,4 +369,28 @@ def format_table(res: dict) -> str:
         f"{st['seconds']:.1f} s, peak RSS {st['peak_rss_mb']:.0f} MB "
         f"(all tasks at once would be {st['full_tensor_mb']:.0f} MB)"
     )
+    for name, r in res.get("chunks", {}).items():
+        lines.append(f"\nchunks, {name} (tasks per chunk; x floor):")
+        lines += [
+            f"  {k:<16} {r['chunk_tasks'].get(k, 0):>7} {v * 1e3:>9.3f} ms {r['ratio_to_floor'][k]:>6.2f}"
+            for k, v in r["seconds"].items()
+        ]
+    if "batched_runs" in res:
+        b = res["batched_runs"]
+        lines.append(
+            f"\nmany runs ({b['seeds']} seeds of the paper's infinite-task setting, {b['steps']} steps): alone "
+            f"{b['alone_runs_per_minute']:.0f} runs/min, batched {b['batched_runs_per_minute']:.0f} runs/min "
+            f"(x{b['speedup']:.1f})"
+        )
+    if "threads_table" in res:
+        tt = res["threads_table"]
+        lines.append(
+            f"\nthreads ({tt['cores']} cores; the policy uses them from {tt['parallel_min_numbers']:.3g} numbers):"
+        )
+        for row in tt["rows"]:
+            sec = "  ".join(f"{n} thr {v * 1e3:8.3f} ms" for n, v in row["seconds"].items())
+            lines.append(
+                f"  {row['step']:<18} {row['numbers']:>9.3g} numbers  {row['load']:<4}  {sec}  "
+                f"x{row['speedup']:.2f}  policy: {row['policy']}"
+            )
     return "\n".join(lines)

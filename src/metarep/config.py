@@ -87,7 +87,7 @@ class RunConfig:
     dtype: str = "float32"
     device: str = "cpu"
     checkpoint_every: int = 1000  # steps between checkpoints of `metarep run`; 0: none (not part of the identity)
-    threads: int = 1  # torch intra-op threads (0: torch's default, one per core); not part of the identity
+    threads: int = 0  # torch intra-op threads (0: chosen for the step's size, metarep.runtime); not identity
 
 
 @dataclass(frozen=True)
@@ -266,7 +266,7 @@ def _check_run(cfg: Config) -> None:
     _int("run.checkpoint_every", r.checkpoint_every, lo=0)
     _int("run.threads", r.threads, lo=0)
     if r.threads > MAX_THREADS:
-        raise ConfigError(f"run.threads: must be an integer <= {MAX_THREADS} (0: torch's default), got {r.threads}")
+        raise ConfigError(f"run.threads: must be an integer <= {MAX_THREADS} (0: chosen for the work), got {r.threads}")
     _choice("run.dtype", r.dtype, DTYPES)
     try:
         check_device(r.device)

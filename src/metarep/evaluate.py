@@ -185,7 +185,7 @@ def evaluate(
         B, w, tasks, alpha=alpha, steps=steps, U=U, top_k=k, B_limit=B_limit, forward=forward, params=params
     )
     t = test_points if any(e.test_inputs for e in estimators) else 0
-    chunk = chunk or max(1, 2**22 // ((max(m_test) + t) * tasks.d))
+    chunk = chunk or max(1, limits.EVAL_CHUNK_NUMBERS // ((max(m_test) + t) * tasks.d))
     errs = monte_carlo(
         estimators, tasks, m_test, n_tasks=n_tasks, chunk=chunk, generator=generator, test_points=t, progress=progress
     )

@@ -33,6 +33,7 @@ Example::
 
 from __future__ import annotations
 
+import contextlib
 import math
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from typing import Any
@@ -57,6 +58,7 @@ from .network import (
     strip,
 )
 from .progress import progress_bar
+from .runtime import check_threads, threads_for
 
 Params = engine.Params
 LossFn = engine.Loss
@@ -247,6 +249,7 @@ class MetaLearner(HyperParameters):
         *,
         progress: bool | None = None,
         allow_long: bool = False,
+        threads: int | None = 0,
     ) -> MetaLearner:
         """Meta-train on a source of task batches; returns ``self``.
 
@@ -258,6 +261,9 @@ class MetaLearner(HyperParameters):
         - ``progress``: progress bar; ``None`` shows it on a terminal only.
         - ``allow_long``: allow more than :data:`metarep.limits.MAX_STEPS` iterations, or an estimated time
           beyond :data:`metarep.limits.MAX_DAYS` days (:func:`metarep.limits.check_fit`; refused otherwise).
+        - ``threads``: torch intra-op threads while fitting, restored afterwards: ``0`` (default) chosen from
+          the size of the first batch (:func:`metarep.runtime.choose_threads`: one for small models), a count
+          to force one, ``None`` to leave torch's setting alone.
 
         Every batch is checked before it is used (:func:`metarep.network.check_batch`): a ``ValueError``
         or ``TypeError`` names the tensor, the shape expected and the one received. Raises
@@ -269,6 +275,7 @@ class MetaLearner(HyperParameters):
         if iterations is not None and iterations < 1:
             raise ValueError(f"iterations: must be an integer >= 1 (None: until tasks is exhausted), got {iterations}")
         limits.check_fit(iterations, allow_long=allow_long)
+        check_threads(threads)
         if is_batch(tasks):
             if iterations is None:
                 raise ValueError("iterations: required when fitting on a single batch of tasks")
@@ -287,6 +294,7 @@ class MetaLearner(HyperParameters):
         self.history_ = getattr(self, "history_", [])
         self.n_iter_ = getattr(self, "n_iter_", 0)
         bar = progress_bar(iterations, enabled=progress, desc=self.method, unit="step")
+        scope = contextlib.ExitStack()  # the threads, set once the first batch tells the step's size
         try:
             done = 0
             while iterations is None or done < iterations:
@@ -296,7 +304,8 @@ class MetaLearner(HyperParameters):
                     break
                 b = self._prepare(batch)
                 if done == 0:  # the memory (and time) of the batches this call runs
-                    self._check_size(b, iterations, allow_long)
+                    numbers = self._check_size(b, iterations, allow_long)
+                    scope.enter_context(threads_for(threads, numbers))
                 with self._explain(b.X_in):
                     grads, loss = self._grads_and_loss(b)
                 self.n_iter_ += 1
@@ -318,21 +327,27 @@ class MetaLearner(HyperParameters):
                     bar.set_postfix(loss=f"{loss:.4g}")
         finally:
             bar.close()
+            scope.close()
         return self
 
-    def _check_size(self, b: TaskBatch, iterations: int | None, allow_long: bool) -> None:
-        """:func:`metarep.limits.check_fit` with the sizes of the batch ``b``."""
+    def _check_size(self, b: TaskBatch, iterations: int | None, allow_long: bool) -> float:
+        """:func:`metarep.limits.check_fit` with the sizes of the batch ``b``; returns the numbers of its
+        inputs (what picks the threads, :func:`metarep.runtime.choose_threads`)."""
         params = dict(self.model_.named_parameters())
-        limits.check_fit(
-            iterations,
-            allow_long=allow_long,
+        sizes = dict(
             tasks=b.X_in.shape[0],
             samples=b.X_in.shape[1] + b.X_out.shape[1],
             params=sum(p.numel() for p in params.values()),
-            adapted=sum(params[k].numel() for k in self.adapt_keys_),
             inner_steps=self._steps(),
-            number_bytes=next(iter(params.values())).element_size(),
         )
+        limits.check_fit(
+            iterations,
+            allow_long=allow_long,
+            adapted=sum(params[k].numel() for k in self.adapt_keys_),
+            number_bytes=next(iter(params.values())).element_size(),
+            **sizes,
+        )
+        return float(b.X_in.numel() + b.X_out.numel())
 
     def adapt(self, X: torch.Tensor, y: torch.Tensor, steps: int | None = None) -> Params:
         """Adapted parameters of one task from its support set: ``X (n, *input_shape)``, ``y (n[, out])``.

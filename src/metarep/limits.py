@@ -24,8 +24,17 @@ MAX_TASKS = 10**8  # tasks per step, per evaluation or per few-shot batch: beyon
 MAX_NUMBERS = 10**12  # numbers drawn by one evaluation (tasks x samples x d): beyond this, hours
 MEMORY_ENV = "METAREP_MEMORY_BYTES"  # overrides the available memory (tests, shared machines)
 FLOAT_BYTES = {"float32": 4, "float64": 8}
-EVAL_CHUNK_NUMBERS = 2**22  # numbers of inputs per evaluation chunk (metarep.evaluate)
-FRESH_CHUNK_NUMBERS = 2**22  # numbers of inputs per chunk of fresh tasks (metarep.tasks.FreshTasks)
+# Chunks: the one set of sizes every chunked loop uses (metarep.tasks, metarep.evaluate) and the memory
+# estimates below count. The chunks of newly drawn tasks (fresh tasks, evaluation) are part of the
+# random stream (each chunk draws its tasks in turn), so their size is fixed, not tuned per machine.
+DRAW_CHUNK_NUMBERS = 2**22  # numbers of inputs per chunk of newly drawn tasks (16 MB in float32)
+EVAL_CHUNK_NUMBERS = DRAW_CHUNK_NUMBERS  # per evaluation chunk (metarep.evaluate)
+FRESH_CHUNK_NUMBERS = DRAW_CHUNK_NUMBERS  # per chunk of fresh tasks (metarep.tasks.FreshTasks)
+# A fixed pool's step runs in one chunk when its temporaries fit in ONE_CHUNK_BYTES; a larger one in
+# chunks whose temporaries hold POOL_CHUNK_NUMBERS numbers, the size `metarep bench` (its "chunks" table)
+# found fastest on a 2-core AMD EPYC with a 32 MB cache. Chunks only change a step's rounding.
+ONE_CHUNK_BYTES = 2**28  # 256 MiB
+POOL_CHUNK_NUMBERS = 2**22
 MAX_STEPS = 10**9  # steps or iterations of one command: more only with --allow-long (allow_long=True)
 MAX_DAYS = 7.0  # the estimated time of one command: longer only with --allow-long (allow_long=True)
 NUMBERS_PER_SECOND = 1e9  # the pace the time estimates assume (a fast core): they are lower bounds
@@ -124,6 +133,15 @@ def _culprit(values: dict[str, float], defaults: dict[str, float]) -> str:
 # metarep run
 
 
+def pool_chunk(tasks: int, rows: int, d: int, number_bytes: int = 4) -> int:
+    """Tasks per chunk of a fixed pool's step of ``tasks`` tasks whose temporaries hold ``rows x d``
+    numbers per task: all of them when they fit in :data:`ONE_CHUNK_BYTES`, else chunks of
+    :data:`POOL_CHUNK_NUMBERS` numbers (:class:`metarep.tasks.TaskPool`)."""
+    if float(tasks) * rows * d * number_bytes <= ONE_CHUNK_BYTES:
+        return max(1, tasks)
+    return max(1, POOL_CHUNK_NUMBERS // (rows * d))
+
+
 def run_bytes(cfg) -> dict[str, float]:
     """Bytes the parts of a run of ``cfg`` hold at once: ``truth``, ``model``, ``tasks``."""
     from .methods import pool_layout
@@ -145,24 +163,39 @@ def run_bytes(cfg) -> dict[str, float]:
     layout = pool_layout(cfg)
     per_task = {"gram": 2 * d * d + 2 * d, "dual": 2 * m * (d + 1)}.get(layout, m * (d + 1))
     step = (da.task_batch or da.tasks) * m * (d + 1)  # a step's batch (a copy when minibatching)
-    parts["tasks"] = float(da.tasks * per_task + da.tasks * m * (d + 1) + step) * b
+    rows = {"gram": 2 * d, "dual": 1}.get(layout, m)  # temporaries per task and per d (TaskPool)
+    temps = min(da.task_batch or da.tasks, pool_chunk(da.task_batch or da.tasks, rows, d, b)) * rows * d
+    parts["tasks"] = float(da.tasks * per_task + da.tasks * m * (d + 1) + step + 2 * temps) * b
     return parts
 
 
-def run_numbers(cfg) -> float:
-    """Numbers a run of ``cfg`` processes in all (its time estimate): every step's tasks through the model
-    (``method.inner_steps`` + 1 passes) or, with infinitely many tasks, the ``d x d`` expected update;
-    the metrics at every evaluation; a fixed cost per step."""
-    t, da, steps = cfg.task, cfg.data, cfg.run.steps
+def step_batch_numbers(cfg) -> float:
+    """Numbers of the inputs one step of a run of ``cfg`` reads (tasks x samples x d; with infinitely many
+    tasks the ``d x d`` second moment): the size that picks its threads (:func:`metarep.runtime.choose_threads`)."""
+    t, da = cfg.task, cfg.data
+    if cfg.infinite:
+        return float(t.d) * t.d
+    return float(da.tasks if da.fresh else (da.task_batch or da.tasks)) * (da.m_in + da.m_out) * t.d
+
+
+def step_numbers(cfg) -> float:
+    """Numbers one step of a run of ``cfg`` processes: the step's tasks through the model
+    (``method.inner_steps`` + 1 passes) or, with infinitely many tasks, the ``d x d`` expected update."""
+    t, da = cfg.task, cfg.data
     d, w = t.d, cfg.width
     per_sample = d + w if cfg.model.kind == "linear" else d * w + w * w * (cfg.model.kind == "relu3")
     if cfg.infinite:
-        per_step = float(d) * d * w
-    else:
-        per_task = (da.m_in + da.m_out) * per_sample * (cfg.method.inner_steps + 1)
-        per_step = float(da.tasks if da.fresh else (da.task_batch or da.tasks)) * per_task
-    metrics = (steps // cfg.run.eval_every + 2) * float(d) * w * (t.k + w)
-    return steps * (per_step + STEP_OVERHEAD) + metrics
+        return float(d) * d * w
+    per_task = (da.m_in + da.m_out) * per_sample * (cfg.method.inner_steps + 1)
+    return float(da.tasks if da.fresh else (da.task_batch or da.tasks)) * per_task
+
+
+def run_numbers(cfg) -> float:
+    """Numbers a run of ``cfg`` processes in all (its time estimate): every step (:func:`step_numbers`);
+    the metrics at every evaluation; a fixed cost per step."""
+    t, steps = cfg.task, cfg.run.steps
+    metrics = (steps // cfg.run.eval_every + 2) * float(t.d) * cfg.width * (t.k + cfg.width)
+    return steps * (step_numbers(cfg) + STEP_OVERHEAD) + metrics
 
 
 def check_run(cfg, allow_long: bool = False) -> None:
@@ -255,16 +288,22 @@ def sinusoid_numbers(cfg) -> float:
     the test tasks with the most inner steps reported, and the baseline's choice of step size."""
     h = cfg.hidden
     params = h * h + 4.0 * h + 1
-    inner = max(cfg.inner_steps, cfg.reptile_inner_steps) + 1
     evals = max(cfg.eval_steps) + 1
     total = 0.0
     for k in cfg.shots:
         queries = k if cfg.test_queries is None else cfg.test_queries
-        train = cfg.iterations * (cfg.meta_batch * 2 * k * params * inner * 3 + STEP_OVERHEAD)
+        train = cfg.iterations * (sinusoid_step_numbers(cfg, k) + STEP_OVERHEAD)
         test = cfg.test_tasks * (k * evals * 3 + queries * len(cfg.eval_steps)) * params
         tune = 10 * 200 * (k * evals * 3 + queries) * params  # BASELINE_LR_GRID x 200 tasks
         total += (len(cfg.methods) + 1) * (train + test) + tune
     return total
+
+
+def sinusoid_step_numbers(cfg, shots: int) -> float:
+    """Numbers one outer step of the sinusoid benchmark processes with ``shots``: its tasks through the
+    network, forward and backward, every inner step."""
+    h, inner = cfg.hidden, max(cfg.inner_steps, cfg.reptile_inner_steps) + 1
+    return cfg.meta_batch * 2 * shots * (h * h + 4.0 * h + 1) * inner * 3
 
 
 def check_sinusoid(cfg, allow_long: bool = False) -> None:

@@ -29,17 +29,18 @@ import torch
 from .config import Config, from_dict
 from .files import atomic_write_bytes, write_csv, write_json, write_result
 from .models import LinearParams, Relu3Params
-from .plots import plot_dynamics
 from .tasks import LinearRepTasks
 
 SUMMARY = "summary.json"  # the finished-run marker, written last
 MANIFEST = "manifest"  # its key: {data file name: sha256 hex}, summary.json's entry digests the rest of the summary
 FIGURES = "figures"  # its key: {figure name: sha256 hex}, to tell a stale figure; never checked by verify_run
+# (an entry None: not drawn by choice, save_run(figures=False); not stale, `metarep plot` draws it)
 RUN_FILES = ("config.json", "params.npz", "history.csv")  # a run's data
 RUN_FIGURES = ("dynamics.png",)  # drawn from the data
 EVALUATION_FILES = ("evaluation.json", "evaluation.csv")  # an evaluation's data
 EVALUATION_FIGURES = ("evaluation.png",)
 FIGURE_SUFFIX = ".png"  # a manifest entry with this suffix (old manifests) is a figure, not data
+RESULT_FIELDS = ("config", "params", "tasks", "history", "summary", "status", "seeds")  # what save_run reads
 TIMING = ("wall_seconds",)  # not a result: left out of the summary's own digest
 
 
@@ -69,7 +70,13 @@ def sealed_summary(summary: dict, files: dict[str, bytes], figures: dict[str, by
     body = {k: v for k, v in summary.items() if k not in (MANIFEST, FIGURES)}
     manifest = {name: sha256_bytes(data) for name, data in sorted(files.items()) if name != SUMMARY}
     drawn = {name: sha256_bytes(data) for name, data in sorted((figures or {}).items())}
-    return {**body, MANIFEST: {**manifest, SUMMARY: _summary_digest(body)}, FIGURES: drawn}
+    before = summary.get(FIGURES) if isinstance(summary.get(FIGURES), dict) else {}
+    undrawn = {name: None for name, v in before.items() if v is None and name not in drawn}  # still not drawn
+    return {
+        **body,
+        MANIFEST: {**manifest, SUMMARY: _summary_digest(body)},
+        FIGURES: dict(sorted({**undrawn, **drawn}.items())),
+    }
 
 
 def seal(
@@ -97,18 +104,21 @@ def _evaluation_sealed(summary: dict) -> bool:
     return all(n in summary[MANIFEST] for n in EVALUATION_FILES)
 
 
-def stale_figures(run_dir: str | Path, summary: dict) -> list[str]:
+def stale_figures(run_dir: str | Path, summary: dict, undrawn: bool = False) -> list[str]:
     """The figures of the verified run in ``run_dir`` (``summary``: what :func:`verify_run` returned)
-    that are missing or differ from the digest recorded when they were drawn: those to draw again."""
+    that are missing or differ from the digest recorded when they were drawn: those to draw again.
+    A figure not drawn by choice (recorded as ``None``, :func:`save_run` with ``figures=False``) is not
+    missing, unless ``undrawn``: then it is to draw too."""
     d = Path(run_dir)
     recorded = {n: v for n, v in summary[MANIFEST].items() if is_figure(n)}  # old manifests
     recorded.update(summary.get(FIGURES) or {})
-    names = RUN_FIGURES + (EVALUATION_FIGURES if _evaluation_sealed(summary) else ())
-    return [
-        n
-        for n in names
-        if not (d / n).is_file() or (n in recorded and sha256_bytes((d / n).read_bytes()) != recorded[n])
-    ]
+
+    def stale(n: str) -> bool:
+        if not (d / n).is_file():
+            return undrawn or recorded.get(n, "") is not None
+        return n in recorded and sha256_bytes((d / n).read_bytes()) != recorded[n]
+
+    return [n for n in RUN_FIGURES + (EVALUATION_FIGURES if _evaluation_sealed(summary) else ()) if stale(n)]
 
 
 def verify_run(run_dir: str | Path, require: tuple[str, ...] = ()) -> dict:
@@ -204,19 +214,19 @@ def read_history(run_dir: str | Path) -> list[dict[str, float]]:
         return [{k: float(v) for k, v in row.items()} for row in csv.DictReader(f)]
 
 
-def save_run(result: Any, out_dir: str | Path) -> Path:
+def save_run(result: Any, out_dir: str | Path, figures: bool = True) -> Path:
     """Write every output of a :class:`~metarep.train.RunResult` into ``out_dir`` (created if missing),
     each file atomically; return the folder.
 
     An earlier ``summary.json`` goes first; the new one is written last, with the manifest of the
     data files and the digest of ``dynamics.png`` (:func:`seal`), so a folder that passes
     :func:`verify_run` is a finished run; its ``status`` says whether the run completed, diverged or
-    was interrupted. A ``result`` that is not a ``RunResult``, or an ``out_dir`` that is not a path, raises
+    was interrupted. With ``figures=False`` (reproductions and sweeps by default) ``dynamics.png`` is not
+    drawn, and recorded as not drawn (``None`` under ``figures``): :func:`plot_run` draws it later. A ``result``
+    that is not a ``RunResult``, or an ``out_dir`` that is not a path, raises
     ``TypeError`` before anything is created.
     """
-    from .train import RunResult
-
-    if not isinstance(result, RunResult):
+    if not all(hasattr(result, a) for a in RESULT_FIELDS):  # a RunResult (not imported: train imports outputs)
         raise TypeError(f"result: expected a metarep.RunResult (from metarep.train), got {type(result).__name__}")
     if not isinstance(out_dir, (str, Path)) or not str(out_dir):
         got = repr(out_dir) if isinstance(out_dir, str) else type(out_dir).__name__
@@ -228,9 +238,21 @@ def save_run(result: Any, out_dir: str | Path) -> Path:
     write_result(out / "config.json", {"config": cfg.to_dict(), "digest": cfg.digest(), "seeds": result.seeds})
     save_params(out / "params.npz", result)
     write_csv(out / "history.csv", result.history)
-    plot_dynamics(result.history, result.summary, dynamics_title(cfg, result.summary), out / "dynamics.png")
-    seal(out, {**result.summary, "message": result.message})
+    summary = {**result.summary, "message": result.message}
+    if figures:
+        plot_dynamics(result.history, result.summary, dynamics_title(cfg, result.summary), out / "dynamics.png")
+    else:  # not drawn by choice, and so recorded: not a missing figure
+        (out / "dynamics.png").unlink(missing_ok=True)
+        summary[FIGURES] = dict.fromkeys(RUN_FIGURES)
+    seal(out, summary)
     return out
+
+
+def plot_dynamics(history: list[dict], summary: dict, title: str, path: str | Path) -> None:
+    """:func:`metarep.plots.plot_dynamics`, importing matplotlib only when a figure is drawn."""
+    from .plots import plot_dynamics as draw
+
+    draw(history, summary, title, path)
 
 
 def dynamics_title(cfg: Config, summary: dict) -> str:
@@ -263,16 +285,16 @@ def plot_run(run_dir: str | Path, out: str | Path | None = None) -> list[Path]:
     return paths
 
 
-def redraw_stale_figures(run_dir: str | Path) -> list[Path]:
+def redraw_stale_figures(run_dir: str | Path, undrawn: bool = False) -> list[Path]:
     """Draw again the figures of the finished run in ``run_dir`` that are missing or damaged
-    (:func:`stale_figures`), and reseal its summary with their digests; return the paths drawn (none
-    when every figure is intact).
+    (:func:`stale_figures`; with ``undrawn`` also those not drawn by choice), and reseal its summary with
+    their digests; return the paths drawn (none when every figure is intact).
 
     Raises :class:`NotFinishedRun` when ``run_dir`` does not hold a finished run (its data).
     """
     d = Path(run_dir)
     summary = verify_run(d)
-    stale = stale_figures(d, summary)
+    stale = stale_figures(d, summary, undrawn)
     if not stale:
         return []
     paths = _draw(d, summary, tuple(stale), d)

@@ -118,10 +118,11 @@ def colormap(name: str):
     return matplotlib.colormaps[name]
 
 
-def save_figure(fig: Figure, path: str | Path, dpi: int = 120) -> None:
-    """Render ``fig`` to PNG (Agg) and write it atomically."""
+def save_figure(fig: Figure, path: str | Path, dpi: int = 120, tight: bool = True) -> None:
+    """Render ``fig`` to PNG (Agg) and write it atomically; ``tight``: cropped to its content (a second
+    rendering pass; a constrained-layout figure fits its canvas without it)."""
     buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=dpi, bbox_inches="tight")
+    fig.savefig(buf, format="png", dpi=dpi, bbox_inches="tight" if tight else None)
     atomic_write_bytes(path, buf.getvalue())
 
 
@@ -182,7 +183,7 @@ def plot_dynamics(history: list[dict], summary: dict, title: str, path: str | Pa
             bbox=dict(boxstyle="round", fc="white", ec="0.7", alpha=0.9),
         )
     fig.suptitle(title, fontsize=10)
-    save_figure(fig, path)
+    save_figure(fig, path, tight=False)  # one rendering pass: drawn by every run
 
 
 def _predictions_text(summary: dict) -> str:

@@ -11,6 +11,7 @@ from typing import NamedTuple
 import torch
 
 from .batch import TaskBatch
+from .limits import FRESH_CHUNK_NUMBERS, pool_chunk
 
 __all__ = [
     "DualBatch",
@@ -216,10 +217,10 @@ def split(batch: TaskBatch | GramBatch, chunk: int):
 class TaskPool:
     """A fixed pool of N tasks (finite regime): every step sees all of them, or a random mini-batch.
 
-    ``batches()`` yields the tasks of one step in chunks whose temporaries hold about 2^22 numbers
-    (16 MB in float32); smaller chunks were slower on a 2-core CPU with a 32 MB cache (``metarep
-    bench``: their per-call overhead outweighs the cache reuse). ``layout`` picks what the steps read:
-    ``"samples"`` (the pool as sampled), ``"dual"`` (:class:`DualBatch`), ``"gram"``
+    ``batches()`` yields the tasks of one step in one chunk when their temporaries fit in
+    :data:`metarep.limits.ONE_CHUNK_BYTES`, else in chunks of :data:`~metarep.limits.POOL_CHUNK_NUMBERS`
+    numbers (:func:`metarep.limits.pool_chunk`; the sizes ``metarep bench`` measures). ``layout`` picks
+    what the steps read: ``"samples"`` (the pool as sampled), ``"dual"`` (:class:`DualBatch`), ``"gram"``
     (:class:`GramBatch`) or ``"merged"`` (:class:`MergedBatch`, the whole pool in one chunk: the
     baselines fit all tasks at once).
     """
@@ -248,7 +249,9 @@ class TaskPool:
         # the largest temporaries per task: a copy of the samples (m×d), a Gram pair (2d×d), or,
         # with both layouts, vectors of d numbers only
         rows = {"samples": m, "gram": 2 * d, "dual": 1, "merged": m}[layout]
-        self.chunk = chunk or (pool.num_tasks if layout == "merged" else chunk_size(rows, d, 2**22))
+        step = pool.num_tasks if task_batch is None else min(task_batch, pool.num_tasks)
+        size = pool.X_in.element_size()
+        self.chunk = chunk or (pool.num_tasks if layout == "merged" else pool_chunk(step, rows, d, size))
 
     @property
     def num_tasks(self) -> int:
@@ -271,7 +274,7 @@ class FreshTasks:
         self, tasks: LinearRepTasks, n: int, m_in: int, m_out: int, generator: torch.Generator, chunk: int | None = None
     ):
         self.tasks, self.n, self.m_in, self.m_out, self.generator = tasks, n, m_in, m_out, generator
-        self.chunk = chunk or chunk_size(m_in + m_out, tasks.d, 2**22)  # 16 MB in float32
+        self.chunk = chunk or chunk_size(m_in + m_out, tasks.d, FRESH_CHUNK_NUMBERS)  # part of the random stream
 
     def batches(self):
         done = 0

@@ -13,13 +13,16 @@ space of ``Ψ`` where the restoring force is linear.
 
 The prediction is **semi-analytic**: the moments ``v`` and ``v_j`` are k-dimensional Gaussian
 expectations estimated by Monte Carlo (fixed seed, about 0.3% error), and the two Ginibre constants
-by sampling Ginibre matrices of size ``d − k`` (fixed seed, about 1% error). Nothing is trained.
+by sampling Ginibre matrices of size ``d − k`` (fixed seed, about 1% error; tabulated once for every size
+up to :data:`MAX_GINIBRE` and shipped with the package). Nothing is trained.
 """
 
 from __future__ import annotations
 
 import functools
+import json
 import math
+from importlib import resources
 
 import numpy as np
 import torch
@@ -31,6 +34,7 @@ from .theory import gammas, lambda_star, unlearning_b
 MOMENT_DRAWS = 2**18  # Monte-Carlo draws of one task's signal coordinates
 GINIBRE_SEED = 20240  # fixed: the prediction is a deterministic function of the config
 MAX_GINIBRE = 400  # Ginibre sizes beyond this are extrapolated (c₂ → constant, c_F ∝ n)
+GINIBRE_TABLE = "data/ginibre.json"  # c₂, c_F for sizes 1..MAX_GINIBRE (benchmarks/tabulate_ginibre.py)
 RELAXATIONS = 12.0  # the experiment's run length, in units of 1/(αβ r) (MATH.md §8.4)
 
 
@@ -57,19 +61,42 @@ def lyapunov_floor(N: np.ndarray, ab: float) -> np.ndarray:
 def ginibre_constants(n: int) -> tuple[float, float]:
     """``(c₂, c_F) = (E λ_max Q_∞(G), E tr Q_∞(G))`` for ``G`` an ``n×n`` matrix of i.i.d. ``N(0, 1/n)``
     entries (spectral radius → 1) and ``ab = 1`` (MATH.md §8.3). Sampled with a fixed seed, about 1%
-    error; sizes above :data:`MAX_GINIBRE` use the value at that size (``c_F`` scaled by ``n``).
+    error (:func:`ginibre_sample`); sizes above :data:`MAX_GINIBRE` use the value at that size (``c_F``
+    scaled by ``n``). Read from the table shipped with the package (:data:`GINIBRE_TABLE`, the same
+    samples), sampled here only for a size it lacks.
     """
     if n <= 0:
         return 0.0, 0.0
     size = min(n, MAX_GINIBRE)
-    reps = max(8, min(512, 4096 // size))  # about 1% for every n: the spread of λ_max falls like 1/n^(2/3)
+    c2, cF = ginibre_table().get(size) or ginibre_sample(size)
+    return c2, cF * n / size
+
+
+def ginibre_sample(size: int) -> tuple[float, float]:
+    """``(c₂, c_F)`` at ``size`` (:func:`ginibre_constants`) by sampling: ``max(8, min(512, 4096 // size))``
+    matrices (about 1% for every size: the spread of λ_max falls like 1/n^(2/3)), seed ``GINIBRE_SEED + size``."""
+    reps = max(8, min(512, 4096 // size))
     rng = np.random.default_rng(GINIBRE_SEED + size)
     top, tr = [], []
     for _ in range(reps):
         e = np.linalg.eigvalsh(lyapunov_floor(rng.standard_normal((size, size)) / math.sqrt(size), 1.0))
         top.append(e[-1])
         tr.append(e.sum())
-    return float(np.mean(top)), float(np.mean(tr)) * n / size
+    return float(np.mean(top)), float(np.mean(tr))
+
+
+@functools.lru_cache(maxsize=1)
+def ginibre_table() -> dict[int, tuple[float, float]]:
+    """``{size: (c₂, c_F)}`` for sizes 1..:data:`MAX_GINIBRE`, read from :data:`GINIBRE_TABLE` (written by
+    ``benchmarks/tabulate_ginibre.py`` with :func:`ginibre_sample`); empty when the file is missing or was
+    made with another seed or size limit (the constants are then sampled)."""
+    try:
+        data = json.loads(resources.files(__package__).joinpath(GINIBRE_TABLE).read_text())
+    except (OSError, ValueError):
+        return {}
+    if data.get("seed") != GINIBRE_SEED or data.get("max_size") != MAX_GINIBRE:
+        return {}
+    return {n: (float(c2), float(cF)) for n, c2, cF in zip(data["size"], data["c2"], data["cF"], strict=True)}
 
 
 @functools.lru_cache(maxsize=64)

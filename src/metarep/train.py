@@ -22,12 +22,12 @@ import torch
 
 from .checkpoint import Checkpoint, identity_diff, restore, to_bytes
 from .config import Config, as_config
-from .limits import check_run
+from .limits import check_run, step_batch_numbers
 from .methods import Stepper, TrainState, make_stepper, pool_layout
 from .metrics import SCALAR_METRICS, representation_metrics
 from .models import init_model
 from .progress import progress_bar
-from .runtime import torch_threads
+from .runtime import choose_threads, torch_threads
 from .stepsizes import step_size_advice
 from .tasks import FreshTasks, LinearRepTasks, TaskPool
 from .theory import predictions
@@ -103,7 +103,11 @@ def build(cfg: Config) -> tuple[LinearRepTasks, TrainState, Stepper, TaskPool | 
 
 
 def _row(step: int, params: NamedTuple, tasks: LinearRepTasks) -> dict[str, float]:
-    m = representation_metrics(params[0], params[1], tasks)
+    return _metrics_row(step, representation_metrics(params[0], params[1], tasks))
+
+
+def _metrics_row(step: int, m: dict[str, object]) -> dict[str, float]:
+    """The history row of ``step`` from its :func:`~metarep.metrics.representation_metrics` ``m``."""
     row: dict[str, float] = {"step": step}
     for j, e in enumerate(m.pop("signal_eigs"), 1):
         row[f"signal_eig_{j}"] = e
@@ -185,13 +189,14 @@ def train(
     ``checkpoint``: called with the bytes of a checkpoint (:mod:`metarep.checkpoint`) every
     ``run.checkpoint_every`` steps and when the run is interrupted; ``resume``: a checkpoint (same
     config) to continue from instead of step 0, with a result bit-identical to an uninterrupted run.
-    The run uses ``run.threads`` torch intra-op threads (0: as they are), restored afterwards.
+    The run uses ``run.threads`` torch intra-op threads (0, the default: as many as the step's size gains
+    from, :func:`metarep.runtime.choose_threads`), restored afterwards.
     """
     cfg = as_config(cfg)
     if out is not None and not isinstance(out, (str, Path)):
         raise TypeError(f"out: expected a folder (str or pathlib.Path) or None, got {type(out).__name__}")
     check_run(cfg, allow_long)
-    with torch_threads(cfg.run.threads):
+    with torch_threads(choose_threads(cfg.run.threads, step_batch_numbers(cfg))):
         result = _train(cfg, progress, on_eval, checkpoint, resume)
     if out is not None:
         from .outputs import save_run

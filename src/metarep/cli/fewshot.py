@@ -86,7 +86,7 @@ def sinusoid(
         None, "--out", parser=out_path, metavar="<path>", help="Output folder [default: runs/fewshot-sinusoid]."
     ),
     quick: bool = QUICK,
-    threads: int = THREADS,
+    threads: int | None = THREADS,
     progress: bool | None = PROGRESS,
     allow_long: bool = ALLOW_LONG,
 ) -> None:
@@ -125,7 +125,7 @@ def sinusoid(
     within_limits(lambda: limits.check_sinusoid(cfg, allow_long))
     out_dir = fewshot_out(out, "fewshot-sinusoid")
     t0 = time.perf_counter()
-    result = run_sinusoid(cfg, progress=progress, threads=threads, allow_long=allow_long)
+    result = run_sinusoid(cfg, progress=progress, threads=threads or 0, allow_long=allow_long)
     save_sinusoid(result, out_dir)
     steps_ = sorted(set(cfg.eval_steps))
     for K in cfg.shots:
@@ -183,7 +183,7 @@ def digits(
         None, "--out", parser=out_path, metavar="<path>", help="Output folder [default: runs/fewshot-digits]."
     ),
     quick: bool = QUICK,
-    threads: int = THREADS,
+    threads: int | None = THREADS,
     progress: bool | None = PROGRESS,
     allow_long: bool = ALLOW_LONG,
 ) -> None:
@@ -222,7 +222,7 @@ def digits(
     out_dir = fewshot_out(out, "fewshot-digits")
     t0 = time.perf_counter()
     result = run_fewshot(
-        train, test, cfg, progress=progress, dataset="sklearn digits 8x8", threads=threads, allow_long=allow_long
+        train, test, cfg, progress=progress, dataset="sklearn digits 8x8", threads=threads or 0, allow_long=allow_long
     )
     save_fewshot(result, out_dir, "digits")
     print_fewshot(result, out_dir, time.perf_counter() - t0)
@@ -265,7 +265,7 @@ def images(
         None, "--out", parser=out_path, metavar="<path>", help="Output folder [default: runs/fewshot-images]."
     ),
     quick: bool = QUICK,
-    threads: int = THREADS,
+    threads: int | None = THREADS,
     progress: bool | None = PROGRESS,
     allow_long: bool = ALLOW_LONG,
 ) -> None:
@@ -322,7 +322,7 @@ def images(
         cfg,
         progress=progress,
         dataset=f"image folder {where} ({size}x{size})",
-        threads=threads,
+        threads=threads or 0,
         allow_long=allow_long,
     )
     save_fewshot(result, out_dir, "images")

@@ -28,7 +28,9 @@ def build(cls, **kw):
 
 
 PROGRESS = typer.Option(None, "--progress/--no-progress", help="Progress bars (default: on a terminal only).")
-THREADS = typer.Option(1, "--threads", min=1, help="Torch threads; one is fastest for these small networks.")
+THREADS = typer.Option(
+    None, "--threads", min=1, help="Torch threads (default: chosen for the step's size, one for small networks)."
+)
 QUICK = typer.Option(False, "--quick", help="Smoke test: 50 outer steps and 100 test tasks unless given.")
 INNER_OPTIMIZER = typer.Option("sgd", "--inner-optimizer", help="Inner loop: sgd, momentum or adam.")
 LEARN_INNER_LR = typer.Option(

@@ -8,6 +8,9 @@ import typer
 
 from .common import PROGRESS, Interrupts, check_scheduler, fail, out_path, prepare_out
 
+RUN_FIGURES = typer.Option(
+    False, "--run-figures", help="Draw each run's dynamics.png (default: not drawn; metarep plot RUN_DIR draws it)."
+)
 MAX_SEEDS = 10_000
 # the names of metarep.experiments.EXPERIMENTS, for the help without importing torch (a test keeps them equal)
 EXPERIMENT_NAMES = ("learning", "unlearning", "methods", "adaptation", "width", "alpha", "relu", "finite", "fewshot")
@@ -33,6 +36,7 @@ def reproduce(
         help="Output folder; complete runs in it are reused.",
     ),
     progress: bool | None = PROGRESS,
+    run_figures: bool = RUN_FIGURES,
 ) -> None:
     """Reproduce the paper's experiments: one PNG and CSV per experiment, and REPORT.md.
 
@@ -57,7 +61,14 @@ def reproduce(
     with Interrupts() as sig:
         try:
             res = run_reproduction(
-                names or None, quick=quick, seeds=seeds, jobs=jobs or 1, out=out, progress=progress, scheduler=scheduler
+                names or None,
+                quick=quick,
+                seeds=seeds,
+                jobs=jobs or 1,
+                out=out,
+                progress=progress,
+                scheduler=scheduler,
+                figures=run_figures,
             )
         except ExecutorError as e:
             fail(f"--scheduler: {e}")

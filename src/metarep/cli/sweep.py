@@ -7,6 +7,7 @@ from pathlib import Path
 import typer
 
 from .common import ALLOW_LONG, PROGRESS, Interrupts, check_scheduler, fail, out_path, prepare_out
+from .reproduce import RUN_FIGURES
 
 
 def sweep(
@@ -26,6 +27,7 @@ def sweep(
     ),
     progress: bool | None = PROGRESS,
     allow_long: bool = ALLOW_LONG,
+    run_figures: bool = RUN_FIGURES,
 ) -> None:
     """Run every point of a grid over seeds; write results.csv, summary.csv and one figure per metric.
 
@@ -48,7 +50,13 @@ def sweep(
     with Interrupts() as sig:
         try:
             res = run_sweep(
-                plan, out_dir, jobs=jobs or 1, scheduler=scheduler, progress=progress, allow_long=allow_long
+                plan,
+                out_dir,
+                jobs=jobs or 1,
+                scheduler=scheduler,
+                progress=progress,
+                allow_long=allow_long,
+                figures=run_figures,
             )
         except ExecutorError as e:  # Dask missing, or the scheduler cannot be reached
             fail(f"--scheduler: {e}".splitlines()[0])

@@ -44,12 +44,14 @@ def reproduce(
     progress: bool | None = None,
     scale: Scale | None = None,
     scheduler: str | None = None,
+    figures: bool = False,
 ) -> dict:
     """Run (or resume) the paper's named experiments and write their figures, tables and ``REPORT.md``.
 
     Runs live in ``out/runs/`` keyed by a hash of their config; complete ones are skipped.
     ``scale`` overrides the sizes (default: :data:`FULL`, or :data:`QUICK` with ``quick``). Runs are
     made on ``jobs`` local processes, or with ``scheduler`` (``tcp://HOST:PORT``) on a Dask cluster.
+    ``figures``: draw each run's ``dynamics.png`` (off: ``metarep plot RUN_DIR`` draws it later).
     Returns ``{"counts": ..., "experiments": [...], "report": path}``.
     """
     return framework.reproduce(
@@ -64,4 +66,5 @@ def reproduce(
         command=" ".join(["metarep reproduce", *(names or []), *(["--quick"] if quick else []), f"--seeds {seeds}"]),
         tag="quick" if quick else "",
         note=QUICK_NOTE if quick else "",
+        figures=figures,
     )

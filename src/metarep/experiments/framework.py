@@ -18,7 +18,7 @@ import datetime
 import json
 import math
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, NamedTuple
 
@@ -177,13 +177,15 @@ def reproduce(
     command: str = "",
     tag: str = "",
     note: str = "",
+    figures: bool = False,
 ) -> dict:
     """Run (or resume) the named experiments of ``study`` and write their figures, tables and ``REPORT.md``.
 
     Runs live in ``out/runs/`` keyed by a hash of their config; complete ones are skipped. They are
     made on ``jobs`` local processes, or on the workers of the Dask ``scheduler`` (``tcp://HOST:PORT``).
     ``command`` is how the report says it was made, ``tag`` marks the figure titles (``"(tag)"``),
-    ``note`` follows the setting in the header. Returns ``{"counts": ..., "experiments": [...],
+    ``note`` follows the setting in the header; ``figures``: draw each run's ``dynamics.png`` (off: recorded
+    as not drawn, ``metarep plot RUN_DIR`` draws it). Returns ``{"counts": ..., "experiments": [...],
     "report": path}``.
     """
     names = list(names or study.experiments)
@@ -192,7 +194,7 @@ def reproduce(
     out = Path(out)
     store = out / "runs"
     counts = run_all(
-        [spec for series in runs.values() for specs in series.values() for spec in specs],
+        [replace(spec, figures=figures) for series in runs.values() for specs in series.values() for spec in specs],
         store,
         jobs=jobs,
         progress=progress,

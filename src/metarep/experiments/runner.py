@@ -7,7 +7,8 @@ reproduction resumes where it stopped. A folder is complete when it passes
 :func:`metarep.outputs.verify_run` (its ``summary.json`` holds the sha256 of every data file); one
 that does not (damaged, cut, edited, written before manifests) is made again, with a note on stderr.
 Figures are not data: a reused run whose figure is missing or damaged has it drawn again
-(:func:`metarep.outputs.redraw_stale_figures`), it is not made again.
+(:func:`metarep.outputs.redraw_stale_figures`), it is not made again; one not drawn by choice
+(``RunSpec.figures`` false, as reproductions and sweeps make them by default) is drawn only when asked.
 Two processes may share a store: each run is claimed with a lock file ``KEY.lock`` beside its folder,
 a run locked by the other process is left to it and waited for, so no run is made twice.
 
@@ -29,7 +30,6 @@ from __future__ import annotations
 import contextlib
 import functools
 import multiprocessing
-import os
 import shutil
 import sys
 import time
@@ -40,8 +40,11 @@ from filelock import FileLock, Timeout
 from ..files import atomic_write_bytes
 from ..methods import registry
 from ..progress import progress_bar
+from ..runtime import worker_threads
+from . import batched
+from .batched import produce_batch_in
 from .executors import ExecutorError, make_executor
-from .worker import RunSpec, partial_dir, produce, produce_in
+from .worker import RunSpec, partial_dir, produce
 
 __all__ = ["ExecutorError", "RunSpec", "execute", "is_complete", "produce", "run_all", "write_outputs"]
 
@@ -151,7 +154,7 @@ def run_all(
     unique = {s.key(): s for s in specs}
     todo = {k: s for k, s in unique.items() if run_state(store / k, s)[0] != "complete"}
     for key in unique.keys() - todo.keys():  # reused: only its figures may need drawing again
-        _redraw_figures(store, key)
+        _redraw_figures(store, key, unique[key].figures)
     counts: dict = {
         "total": len(unique),
         "skipped": len(unique) - len(todo),
@@ -172,8 +175,9 @@ def run_all(
         executor.close(cancel=True)
         raise
     # one torch thread per local job (cores shared out); on Dask one per run: a worker process per core
-    threads = 1 if scheduler else max(1, (os.cpu_count() or 1) // jobs)
-    fn = functools.partial(produce_in, str(store.resolve()), threads=threads, plugins=registry.plugin_modules())
+    threads = worker_threads(jobs, scheduler)
+    # runs that train as one program go as one batch (.batched); each still gets its own folder and lock
+    fn = functools.partial(produce_batch_in, str(store.resolve()), threads=threads, plugins=registry.plugin_modules())
     bar = progress_bar(len(unique), enabled=progress, desc="runs", unit="run", initial=counts["skipped"], leave=True)
     bar.set_postfix(_tally(counts), refresh=False)
     finished = False
@@ -195,7 +199,7 @@ def _run_pending(pending: dict[str, RunSpec], store: Path, executor, fn, counts:
         others |= busy
         mine = {k: pending.pop(k) for k in list(pending) if k in locks}
         try:
-            for spec, res in executor.submit_all(fn, list(mine.values()), names=list(mine)) if mine else ():
+            for spec, res in batched.submit(executor, fn, list(mine.values())) if mine else ():
                 key = spec.key()
                 _record(counts, key, store, res)
                 locks.pop(key).release()
@@ -242,15 +246,16 @@ def _claim(pending: dict[str, RunSpec], store: Path, others: set, counts: dict, 
     return locks, busy
 
 
-def _redraw_figures(store: Path, key: str) -> None:
-    """Draw again the missing or damaged figures of the complete run ``store/KEY``, under its lock (left
-    to the other process if it holds it). A figure is never a reason to make a run again, nor to fail:
-    a figure that cannot be drawn gets one note on stderr."""
+def _redraw_figures(store: Path, key: str, undrawn: bool = True) -> None:
+    """Draw again the missing or damaged figures of the complete run ``store/KEY`` (with ``undrawn``, also
+    those not drawn by choice: :attr:`RunSpec.figures`), under its lock (left to the other process if it
+    holds it). A figure is never a reason to make a run again, nor to fail: a figure that cannot be drawn
+    gets one note on stderr."""
     from ..outputs import NotFinishedRun, redraw_stale_figures, stale_figures, verify_run
 
     run_dir = store / key
     try:
-        if not stale_figures(run_dir, verify_run(run_dir)):
+        if not stale_figures(run_dir, verify_run(run_dir), undrawn):
             return
     except (NotFinishedRun, OSError):
         return
@@ -260,7 +265,7 @@ def _redraw_figures(store: Path, key: str) -> None:
     except Timeout:
         return
     try:
-        redraw_stale_figures(run_dir)
+        redraw_stale_figures(run_dir, undrawn)
     except (OSError, ValueError, KeyError) as e:  # NotFinishedRun included: changed since it was checked
         print(f"note: cannot draw the figures of {run_dir} again: {e}", file=sys.stderr, flush=True)
     finally:

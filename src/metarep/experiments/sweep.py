@@ -13,7 +13,7 @@ the sweep got.
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -61,12 +61,14 @@ def run_sweep(
     scheduler: str | None = None,
     progress: bool | None = None,
     allow_long: bool = False,
+    figures: bool = False,
 ) -> SweepOutcome:
     """Make (or reuse) every run of ``sweep`` in ``out/runs/`` and write the sweep's outputs into ``out``.
 
     ``jobs`` local worker processes, or the Dask cluster at ``scheduler`` (``tcp://HOST:PORT``;
     :class:`~metarep.experiments.executors.ExecutorError` when it cannot be used). :func:`check_limits`
     first: :class:`SweepError` for a grid point beyond the memory, or the time unless ``allow_long``.
+    ``figures``: draw each run's ``dynamics.png`` (off: recorded as not drawn, ``metarep plot RUN_DIR`` draws it).
     """
     check_limits(sweep, allow_long)
     out = Path(out)
@@ -76,7 +78,8 @@ def run_sweep(
     for run in runs:
         unique.setdefault(run.key(), run.spec)
     settled = {k for k in unique if _diverged(store / k)}
-    counts = _execute([s for k, s in unique.items() if k not in settled], store, jobs, scheduler, progress)
+    todo = [replace(s, figures=figures) for k, s in unique.items() if k not in settled]
+    counts = _execute(todo, store, jobs, scheduler, progress)
     rows = sweep_results.collect(sweep, runs, store, _failures(counts))
     summary = sweep_results.summarize(sweep, rows)
     out.mkdir(parents=True, exist_ok=True)

@@ -21,6 +21,7 @@ from pathlib import Path
 from ..config import Config, load_config
 from ..files import atomic_write_bytes
 from ..methods import registry
+from ..runtime import limit_threads
 
 PARTIAL = ".partial"  # KEY.partial/: the checkpoint of an unfinished run
 
@@ -30,13 +31,15 @@ class RunSpec:
     """One training run (``overrides`` on the defaults, plus ``run.seed``) and its evaluation.
 
     ``m_test``: sample sizes of the one-step excess-risk evaluation (empty: none);
-    ``eval_tasks``: new tasks of that evaluation.
+    ``eval_tasks``: new tasks of that evaluation; ``figures``: draw the run's ``dynamics.png`` (False:
+    recorded as not drawn, ``metarep plot`` draws it later; not part of the run's key).
     """
 
     overrides: tuple[str, ...]
     seed: int
     m_test: tuple[int, ...] = ()
     eval_tasks: int = 1000
+    figures: bool = True
 
     def config(self) -> Config:
         return load_config(None, [*self.overrides, f"run.seed={self.seed}"])
@@ -62,21 +65,24 @@ def produce(spec: RunSpec, threads: int = 0, plugins: tuple[str, ...] = (), part
     (``params.npz``, ``history.csv``, ``config.json``, ``summary.json``, ``dynamics.png``, and
     ``evaluation.json/csv/png``).
     """
-    import torch
+    registry.load_plugins(plugins)
+    limit_threads(threads)  # the most threads of a run here (metarep.runtime; 0: as they are)
+    cfg = spec.config()
+    result, resumed = _train(cfg, _checkpoint_dir(partial))
+    return package(spec, result, resumed)
 
+
+def package(spec: RunSpec, result, resumed: int) -> dict:
+    """What :func:`produce` returns for the trained run ``result`` of ``spec`` (resumed from step ``resumed``):
+    its files written and read back from a private temporary folder, with its evaluation if asked for."""
     from ..evaluate import evaluate_run, save_evaluation
     from ..outputs import load_run, save_run, seal_evaluation
 
-    registry.load_plugins(plugins)
-    if threads:
-        torch.set_num_threads(threads)
-    cfg = spec.config()
+    if result.status == "interrupted":  # stopped: the checkpoint is what counts, the client is gone
+        return {"status": result.status, "message": result.message, "resumed": resumed, "files": {}}
     with tempfile.TemporaryDirectory(prefix="metarep-run-") as tmp:
         out = Path(tmp)
-        result, resumed = _train(cfg, _checkpoint_dir(partial))
-        if result.status == "interrupted":  # stopped: the checkpoint is what counts, the client is gone
-            return {"status": result.status, "message": result.message, "resumed": resumed, "files": {}}
-        save_run(result, out)
+        save_run(result, out, figures=spec.figures)
         if result.status == "complete" and spec.m_test:
             ev = evaluate_run(
                 load_run(out), m_test=spec.m_test, n_tasks=spec.eval_tasks, progress=False, allow_long=True

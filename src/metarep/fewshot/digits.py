@@ -31,7 +31,7 @@ from .. import limits
 from ..learner import MetaLearner
 from ..methods import registry
 from ..progress import progress_bar
-from ..runtime import torch_threads
+from ..runtime import check_threads, threads_for
 from ..stats import mean_ci
 from ._util import need, spawn_seeds, tune_inner_lr, validate_meta_options
 from .backbones import BACKBONES, backbone
@@ -191,7 +191,7 @@ def run_fewshot(
     *,
     progress: bool | None = None,
     dataset: str = "",
-    threads: int | None = 1,
+    threads: int | None = 0,
     allow_long: bool = False,
 ) -> FewShotResult:
     """Meta-train each method on episodes of ``train``'s classes, the baseline as a classifier of them,
@@ -201,7 +201,10 @@ def run_fewshot(
     memory or, unless ``allow_long``, the benchmark would take too long."""
     cfg.validate()
     limits.check_episodes(cfg, int(train.images[0].numel()), allow_long)
-    with torch_threads(threads or 0):  # None: leave the count
+    check_threads(threads)
+    # torch threads restored afterwards: 0 chosen for the step's size (metarep.runtime), None: leave them
+    step = cfg.meta_batch * cfg.ways * (cfg.shots + cfg.queries) * float(train.images[0].numel())  # its inputs
+    with threads_for(threads, step):
         return _run_fewshot(train, test, cfg, progress, dataset)
 
 

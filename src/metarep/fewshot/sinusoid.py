@@ -25,7 +25,7 @@ from .. import inner, limits
 from ..batch import TaskBatch
 from ..learner import MetaLearner
 from ..methods import registry
-from ..runtime import torch_threads
+from ..runtime import check_threads, threads_for
 from ..stats import mean_ci
 from ._util import need, spawn_seeds, tune_inner_lr, validate_meta_options
 
@@ -229,7 +229,7 @@ def run_sinusoid(
     *,
     progress: bool | None = None,
     plot_tasks: int = 3,
-    threads: int | None = 1,
+    threads: int | None = 0,
     allow_long: bool = False,
 ) -> SinusoidResult:
     """Train every method (and the ``pretrain`` baseline) for each K; score them on the same test tasks.
@@ -248,7 +248,9 @@ def run_sinusoid(
     grid = torch.linspace(*tasks.x_range, 200)[:, None]
     probe = sinusoid_probe(tasks) if cfg.diagnostics_every else None
     rows, curves, seconds, tracked, angles = [], {}, {}, {}, {}
-    with torch_threads(threads or 0):  # None: leave the count
+    check_threads(threads)
+    # torch threads restored afterwards: 0 chosen for the step's size (metarep.runtime), None: leave them
+    with threads_for(threads, cfg.meta_batch * 2.0 * max(cfg.shots)):  # the inputs of a step: 1 number a point
         for K in cfg.shots:
             queries = K if cfg.test_queries is None else cfg.test_queries
             test, amp, phase = tasks.sample(cfg.test_tasks, K, queries, _generator(seeds["test"] + K))
