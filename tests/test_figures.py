@@ -95,7 +95,7 @@ def test_evaluation_figure_draws_an_estimator_equal_to_another_hollow():
     captured = []
     result = {"m_test": ms, "estimators": est, "n_tasks": 10}
     with pytest.MonkeyPatch.context() as mp:
-        mp.setattr(plots, "save_figure", lambda fig, path: captured.append(fig))
+        mp.setattr(plots, "save_figure", lambda fig, path, **kw: captured.append(fig))
         plots.plot_risk(result, {n: n for n in est}, "title", "unused.png")
     (fig,) = captured
     ax = fig.axes[0]
@@ -124,7 +124,7 @@ def test_a_diverged_runs_title_does_not_overlap_the_panel_titles(tmp_path):
     summary = {"signal_eigs": [1.0, 2.0], "predicted_signal_eigs": [4.0, 5.0], "predicted_perp_rate": 2.2}
     captured = []
     with pytest.MonkeyPatch.context() as mp:
-        mp.setattr(plots, "save_figure", lambda fig, path: captured.append(fig))
+        mp.setattr(plots, "save_figure", lambda fig, path, **kw: captured.append(fig))
         plots.plot_dynamics(history, summary, "fo_anil, infinite tasks, d=50  [DIVERGED]", tmp_path / "d.png")
     (fig,) = captured
     r = rendered(fig)
@@ -144,7 +144,7 @@ def test_dynamics_draws_the_c_over_t_line_only_where_the_theory_predicts_one(tmp
     summary = {"signal_eigs": [1.0, 2.0], "predicted_signal_eigs": [4.0, 5.0], "predicted_perp_rate": c}
     captured = []
     with pytest.MonkeyPatch.context() as mp:
-        mp.setattr(plots, "save_figure", lambda fig, path: captured.append(fig))
+        mp.setattr(plots, "save_figure", lambda fig, path, **kw: captured.append(fig))
         plots.plot_dynamics(history, summary, "fo_anil, infinite tasks", tmp_path / "d.png")
     (fig,) = captured
     dashed = [line for line in fig.axes[1].get_lines() if line.get_linestyle() == "--"]
