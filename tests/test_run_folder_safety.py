@@ -4,6 +4,7 @@ written into, and a run folder is locked while a run writes it."""
 import importlib
 import json
 import os
+import signal
 import subprocess
 import sys
 import textwrap
@@ -288,3 +289,63 @@ def test_a_replacement_killed_at_any_moment_leaves_one_whole_run(tmp_path, momen
     verify_run(out)
     assert recorded_d(out) == 7
     assert not (tmp_path / ".r.new").exists()
+
+
+# metarep demo --out: the same rules where they apply (its folder holds two runs and demo.json, demo.png)
+DEMO = ["demo", "--steps", "100", "--no-progress", *TINY]
+
+
+def test_demo_refuses_a_folder_of_other_files(tmp_path):
+    out = tmp_path / "mine"
+    out.mkdir()
+    (out / "notes.txt").write_text("mine")
+    line = one_error_line(CliRunner().invoke(app, [*DEMO, "--out", str(out)]))
+    assert "is not empty and holds no metarep run" in line and "notes.txt" in line
+    assert os.listdir(out) == ["notes.txt"]  # not even a lock file
+
+
+def test_demo_refuses_a_folder_another_process_writes(tmp_path):
+    from filelock import FileLock
+
+    out = tmp_path / "demo"
+    out.mkdir()
+    with FileLock(str(out / LOCK)):
+        line = one_error_line(CliRunner().invoke(app, [*DEMO, "--out", str(out)]))
+    assert "is being written by another metarep run" in line
+    assert not {"infinite", "finite", "demo.json"} & set(os.listdir(out))
+
+
+def test_demo_writes_again_over_its_own_output(tmp_path):
+    out = tmp_path / "demo"
+    for _ in range(2):  # the second finds a previous demo's folder: not refused
+        res = CliRunner().invoke(app, [*DEMO, "--out", str(out)])
+        assert res.exit_code == 0, res.output
+    assert {"infinite", "finite", "demo.json", "demo.png"} <= set(os.listdir(out))
+    assert not (out / HOLDER).exists()
+
+
+def _sigterm(*_args, **_kwargs) -> None:
+    """SIGTERM to this process; its handler runs before the sleep ends (PEP 475: the sleep is cut by it)."""
+    os.kill(os.getpid(), signal.SIGTERM)
+    time.sleep(60)
+    raise AssertionError("SIGTERM did not interrupt")
+
+
+@pytest.mark.parametrize("where", ["lock", "plan"])
+def test_a_sigterm_while_the_folder_is_locked_or_planned_exits_143(tmp_path, monkeypatch, where):
+    from filelock import FileLock
+
+    from metarep.cli import run_folder
+
+    class Stopped(FileLock):
+        def acquire(self, *args, **kwargs):
+            _sigterm()
+
+    if where == "lock":
+        monkeypatch.setattr(run_folder, "FileLock", Stopped)
+    else:
+        monkeypatch.setattr(run_folder, "plan", _sigterm)
+    previous = signal.getsignal(signal.SIGTERM)
+    line = one_error_line(invoke("--out", str(tmp_path / "r")), code=143)
+    assert line.startswith("error: interrupted")
+    assert signal.getsignal(signal.SIGTERM) is previous  # the command's handlers are gone again

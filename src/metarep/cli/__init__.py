@@ -13,6 +13,7 @@ Figures are built with ``matplotlib.figure.Figure`` (no pyplot), so no backend i
 
 from __future__ import annotations
 
+import signal
 import sys
 
 import typer
@@ -26,7 +27,7 @@ except ImportError:  # pragma: no cover - older typer on the click package
     from click import utils as click_utils
 
 from . import bench, demo, evaluate, plot, reproduce, run, sweep, theory
-from .common import KEPT, discard_created, fail, one_line, os_error_line, user_errors
+from .common import KEPT, Interrupts, discard_created, fail, one_line, os_error_line, user_errors
 from .fewshot import fewshot_app
 
 __all__ = ["app", "fail", "main", "user_errors"]
@@ -59,6 +60,7 @@ class OneLineErrors(TyperGroup):
 
     def invoke(self, ctx):
         discard_created(forget=True)  # one command per call (in-process callers run several)
+        Interrupts.last = None
         try:
             return super().invoke(ctx)
         except click_errors.NoArgsIsHelpError:
@@ -75,7 +77,12 @@ class OneLineErrors(TyperGroup):
                 raise
             fail(str(e))
         except KeyboardInterrupt:  # outside a command's own handler (click would say "Aborted!", exit 1)
-            fail(f"interrupted; {KEPT}", code=130)
+            fail(f"interrupted; {KEPT}", code=128 + int(Interrupts.last or signal.SIGINT))  # 143: SIGTERM
+        except Exception as e:  # the Dask scheduler lost mid-run (sweep, reproduce): the finished runs are kept
+            executors = sys.modules.get("metarep.experiments.executors")  # loaded when it raised
+            if executors is None or not isinstance(e, executors.SchedulerLost):
+                raise
+            fail(f"{e}; the runs finished before are whole and kept; run the same command again to resume", code=1)
 
 
 app = typer.Typer(

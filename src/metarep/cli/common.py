@@ -201,6 +201,8 @@ class Interrupts:
     (Python only runs signal handlers there).
     """
 
+    last: int | None = None  # the signal behind the latest interrupt (its code outside the context)
+
     def __init__(self) -> None:
         self.signum: int | None = None
         self._raise = True
@@ -218,6 +220,7 @@ class Interrupts:
     def _handle(self, signum: int, _frame: object) -> None:
         if self.signum is None:
             self.signum = signum
+        Interrupts.last = signum
         if self._raise:
             self._raise = False  # one interrupt: a second signal while unwinding must not cut the clean-up
             raise KeyboardInterrupt

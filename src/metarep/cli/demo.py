@@ -19,6 +19,7 @@ import typer
 from .common import ALLOW_LONG, PROGRESS, SET, Interrupts, fail, prepare_out, user_errors
 
 INFINITE_STEPS = 20000  # long enough for t·‖B⊥ᵀB_t‖₂² to approach its limit
+NAMES = ("infinite", "finite", "demo.json", "demo.png")  # what a demo writes in --out
 
 
 @user_errors
@@ -32,7 +33,8 @@ def demo(
     """Run FO-ANIL with infinitely many tasks and with a pool of 5000, and draw both against the theory.
 
     ``--set`` changes the setting of both runs (e.g. ``--set task.d=20``); the finite run keeps its
-    ``run.steps``, the infinite one runs ``--steps``.
+    ``run.steps``, the infinite one runs ``--steps``. ``--out`` must be new, empty or a previous demo's
+    folder (anything else is refused, as by ``metarep run``); it is locked while the demo writes it.
     """
     from ..config import load_config
     from ..demo_figure import plot_demo, save_demo_data
@@ -49,33 +51,36 @@ def demo(
     for cfg in configs.values():  # both runs' memory and time, before anything is trained or created
         check_run(cfg, allow_long)
     out_dir = prepare_out(out, out)
-    results = {}
-    with Interrupts() as sig:
-        for name, cfg in configs.items():
-            what = "infinitely many tasks" if name == "infinite" else f"a pool of {cfg.data.tasks} tasks"
-            typer.echo(f"FO-ANIL, {what}, {cfg.run.steps} steps ...", err=True)
-            try:
-                results[name] = train(cfg, progress=progress, allow_long=allow_long)
-            except KeyboardInterrupt:
+    from .run_folder import hold
+
+    with hold(out_dir, NAMES):  # a folder of other files is refused, and one demo writes it at a time
+        results = {}
+        with Interrupts() as sig:
+            for name, cfg in configs.items():
+                what = "infinitely many tasks" if name == "infinite" else f"a pool of {cfg.data.tasks} tasks"
+                typer.echo(f"FO-ANIL, {what}, {cfg.run.steps} steps ...", err=True)
+                try:
+                    results[name] = train(cfg, progress=progress, allow_long=allow_long)
+                except KeyboardInterrupt:
+                    sig.defer()
+                    fail("interrupted", code=sig.code)
+                run_dir = out_dir / name
+                run_dir.mkdir(exist_ok=True)
                 sig.defer()
-                fail("interrupted", code=sig.code)
-            run_dir = out_dir / name
-            run_dir.mkdir(exist_ok=True)
-            sig.defer()
-            save_run(results[name], run_dir)
-            if results[name].status != "complete":
-                fail(f"{name}: {results[name].message}", code=sig.code if sig.code else 1)
-    title = (
-        f"FO-ANIL, d = {fin.task.d}, k = {fin.task.k}, width k' = {fin.width}, σ² = {fin.task.sigma2:g}, "
-        f"α = {fin.method.alpha:g}, β = {fin.method.beta:g}\nthe subspace is learned in both regimes; "
-        "the extra directions are unlearned like C/t only with infinitely many tasks"
-    )
-    runs = {n: (r.history, r.summary) for n, r in results.items()}
-    save_demo_data(out_dir / "demo.json", runs, fin.method.alpha, fin.data.tasks, title)
-    plot_demo(runs, fin.method.alpha, fin.data.tasks, title, out_dir / "demo.png")
-    for line in summary_lines(results["infinite"].summary, results["finite"].summary, configs["finite"].data.tasks):
-        typer.echo(line)
-    typer.echo(f"runs and figure: {out_dir}/ (demo.png and its data demo.json, infinite/, finite/)")
+                save_run(results[name], run_dir)
+                if results[name].status != "complete":
+                    fail(f"{name}: {results[name].message}", code=sig.code if sig.code else 1)
+        title = (
+            f"FO-ANIL, d = {fin.task.d}, k = {fin.task.k}, width k' = {fin.width}, σ² = {fin.task.sigma2:g}, "
+            f"α = {fin.method.alpha:g}, β = {fin.method.beta:g}\nthe subspace is learned in both regimes; "
+            "the extra directions are unlearned like C/t only with infinitely many tasks"
+        )
+        runs = {n: (r.history, r.summary) for n, r in results.items()}
+        save_demo_data(out_dir / "demo.json", runs, fin.method.alpha, fin.data.tasks, title)
+        plot_demo(runs, fin.method.alpha, fin.data.tasks, title, out_dir / "demo.png")
+        for line in summary_lines(results["infinite"].summary, results["finite"].summary, configs["finite"].data.tasks):
+            typer.echo(line)
+        typer.echo(f"runs and figure: {out_dir}/ (demo.png and its data demo.json, infinite/, finite/)")
 
 
 def summary_lines(inf: dict, fin: dict, tasks: int) -> list[str]:

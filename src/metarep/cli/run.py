@@ -74,7 +74,8 @@ def run(
             warned.append(True)
             typer.echo(f"warning: {warning}", err=True)
 
-    with run_folder.hold(out_dir), Interrupts() as sig:
+    # the handlers first: a signal while the lock is taken or the folder planned exits 130 or 143 (root handler)
+    with Interrupts() as sig, run_folder.hold(out_dir):
         plan = run_folder.plan(out_dir, cfg, resume, force, overwrite)
         try:
             result = _train(cfg, plan, out_dir, sig, progress=progress, on_eval=warn_once, allow_long=allow_long)

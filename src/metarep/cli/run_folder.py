@@ -71,25 +71,26 @@ class Plan(NamedTuple):
     resume: Checkpoint | None
 
 
-def _ours(name: str) -> bool:
-    """Whether ``name`` in a run folder is a run's: its files, the lock, a temporary file of an atomic
-    write or of the writable-folder probe."""
-    if name in RUN_NAMES or name in (LOCK, HOLDER) or name.startswith(".probe."):
+def _ours(name: str, names: tuple[str, ...] = RUN_NAMES) -> bool:
+    """Whether ``name`` in a run folder is a run's (one of ``names``): its files, the lock, a temporary file
+    of an atomic write or of the writable-folder probe."""
+    if name in names or name in (LOCK, HOLDER) or name.startswith(".probe."):
         return True
-    return name.startswith(".") and name.endswith(".tmp") and any(name.startswith(f".{n}.") for n in RUN_NAMES)
+    return name.startswith(".") and name.endswith(".tmp") and any(name.startswith(f".{n}.") for n in names)
 
 
-def foreign_entries(d: Path) -> list[str]:
-    """The entries of the folder ``d`` that are not a run's, sorted (none when ``d`` does not exist)."""
+def foreign_entries(d: Path, names: tuple[str, ...] = RUN_NAMES) -> list[str]:
+    """The entries of the folder ``d`` that are not a run's (``names``: what a run writes there), sorted
+    (none when ``d`` does not exist)."""
     try:
-        return sorted(name for name in os.listdir(d) if not _ours(name))
+        return sorted(name for name in os.listdir(d) if not _ours(name, names))
     except FileNotFoundError:
         return []
 
 
-def refuse_foreign(out_dir: Path) -> None:
-    """Exit 2 with one line when the folder ``out_dir`` holds anything but a run's files."""
-    foreign = foreign_entries(out_dir)
+def refuse_foreign(out_dir: Path, names: tuple[str, ...] = RUN_NAMES) -> None:
+    """Exit 2 with one line when the folder ``out_dir`` holds anything but ``names`` (a run's files)."""
+    foreign = foreign_entries(out_dir, names)
     if foreign:
         more = f" and {len(foreign) - 1} more" if len(foreign) > 1 else ""
         fail(
@@ -216,12 +217,12 @@ def _holder(d: Path) -> str:
 
 
 @contextlib.contextmanager
-def hold(out_dir: Path) -> Iterator[None]:
+def hold(out_dir: Path, names: tuple[str, ...] = RUN_NAMES) -> Iterator[None]:
     """Hold the lock of the run folder ``out_dir`` (existing) while the block runs; exit 2 naming the
-    holder when another process holds it, or when the folder holds anything but a run's files (no lock
-    file is put there). On the way out the lock is released; when the command failed with exit code 2 in a
-    folder it created, the lock file and then the folder go again."""
-    refuse_foreign(out_dir)
+    holder when another process holds it, or when the folder holds anything but ``names`` (a run's files;
+    no lock file is put there). On the way out the lock is released; when the command failed with exit code 2
+    in a folder it created, the lock file and then the folder go again."""
+    refuse_foreign(out_dir, names)
     lock = FileLock(str(out_dir / LOCK))
     try:
         lock.acquire(timeout=0)

@@ -16,6 +16,7 @@ no filesystem shared with the client. Two executors:
 from __future__ import annotations
 
 import contextlib
+import logging
 import multiprocessing
 import signal
 import socket
@@ -23,7 +24,7 @@ import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator, Sequence
-from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
+from concurrent.futures import FIRST_COMPLETED, CancelledError, ProcessPoolExecutor, wait
 from typing import Any, Protocol
 
 CONNECT_TIMEOUT = 10.0  # seconds to reach a scheduler before giving up
@@ -35,6 +36,10 @@ SCHEMES = ("tcp", "tls", "ws", "wss", "ucx")  # the protocols a Dask scheduler o
 
 class ExecutorError(Exception):
     """An executor cannot be set up: Dask is missing, or the scheduler cannot be reached."""
+
+
+class SchedulerLost(Exception):
+    """The Dask scheduler went away (killed, its machine down, the network cut) while runs were on it."""
 
 
 class Executor(Protocol):
@@ -127,7 +132,8 @@ class DaskExecutor:
     ``retries=RETRIES``; a worker that dies while it holds an item makes the scheduler give the item
     to another worker. Results are gathered one at a time as they complete and then released.
     Raises :class:`ExecutorError` when Dask is not installed or the scheduler does not answer
-    within ``timeout`` seconds.
+    within ``timeout`` seconds, and :class:`SchedulerLost` from :meth:`submit_all` when the scheduler
+    goes away while items are on it.
     """
 
     def __init__(self, address: str, timeout: float | None = None):
@@ -153,15 +159,28 @@ class DaskExecutor:
             f = self.client.submit(fn, item, key=f"{name}-{batch}", pure=False, retries=RETRIES)
             futures[f.key] = (f, item)
         self._pending = [f for f, _ in futures.values()]
-        for f in as_completed(self._pending, loop=self.client.loop):
-            item = futures[f.key][1]
-            try:
-                out = f.result()
-            except Exception as e:  # the function raised (after its retries), or the item was lost
-                out = e
-            f.release()
-            yield item, out
+        try:
+            for f in as_completed(self._pending, loop=self.client.loop):
+                item = futures[f.key][1]
+                try:
+                    out = f.result()
+                except Exception as e:  # the function raised (after its retries), or the item was lost
+                    if getattr(e, "reason", None) == "scheduler-connection-lost" or self.client.status != "running":
+                        raise self._lost(e) from None
+                    out = e
+                f.release()
+                yield item, out
+        except (OSError, TimeoutError, CancelledError) as e:  # CommClosedError is an OSError
+            raise self._lost(e) from None
         self._pending = []
+
+    def _lost(self, err: BaseException) -> SchedulerLost:
+        """The scheduler is gone: its client's futures are void. The client's own reports of the loss (it
+        keeps trying to reconnect, and logs each failure) are silenced: the caller says it once."""
+        self._pending = []
+        quiet(True)
+        reason = str(err).splitlines()[0] if str(err) and not getattr(err, "reason", None) else "connection lost"
+        return SchedulerLost(f"lost the Dask scheduler at {self.address} mid-run ({reason})")
 
     def close(self, cancel: bool = False) -> None:
         # errors here mean the scheduler is already gone: nothing left to cancel, the client closes anyway
@@ -171,6 +190,12 @@ class DaskExecutor:
         self._pending = []
         with contextlib.suppress(Exception):
             self.client.close(timeout=2 if cancel else CONNECT_TIMEOUT)
+
+
+def quiet(on: bool) -> None:
+    """Silence (``on``) or restore the log records of the Dask client in this process."""
+    for name in ("distributed.client", "distributed.core", "distributed.comm", "distributed.batched"):
+        logging.getLogger(name).disabled = on
 
 
 def _unreachable(address: str, timeout: float, err: BaseException) -> str:

@@ -143,7 +143,8 @@ def run_all(
     counts) shows on a terminal only (``progress=None``). Ctrl-C cancels the queued runs and
     re-raises. Raises :class:`RuntimeError` when called while a worker process imports the main module
     (a script without ``if __name__ == "__main__":``), and :class:`ExecutorError` when the scheduler cannot
-    be used (Dask missing, scheduler unreachable).
+    be used (Dask missing, scheduler unreachable), :class:`~.executors.SchedulerLost` when it goes away
+    mid-run (the runs written before are kept).
     """
     if getattr(multiprocessing.current_process(), "_inheriting", False):  # as multiprocessing's own check
         raise RuntimeError(
