@@ -50,3 +50,14 @@ def linear_problem(width: int, d: int, k: int = 4, n: int = 7):
         torch.randn(width, generator=g, dtype=torch.float64),
     )
     return params, batch
+
+
+class InProcess:
+    """An executor that makes each run here, one after the other (no worker processes to start)."""
+
+    def submit_all(self, fn, items, names=None):
+        for item in items:
+            yield item, fn(item)
+
+    def close(self, cancel=False):
+        pass

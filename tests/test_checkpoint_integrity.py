@@ -11,7 +11,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import TINY_RUN
+from conftest import TINY_RUN, InProcess
 from typer.testing import CliRunner
 
 from metarep.checkpoint import CHECKPOINT, DIGEST, CheckpointError, load
@@ -193,17 +193,6 @@ def test_without_resume_a_damaged_checkpoint_is_started_over_to_the_right_run(go
     with np.load(out / "params.npz") as a, np.load(reference / "params.npz") as b:
         assert all(np.array_equal(a[k], b[k]) for k in b.files)
     assert not (out / CHECKPOINT).exists()
-
-
-class InProcess:
-    """An executor that makes each run here (no worker processes to start)."""
-
-    def submit_all(self, fn, items, names=None):
-        for item in items:
-            yield item, fn(item)
-
-    def close(self, cancel=False):
-        pass
 
 
 @pytest.mark.slow

@@ -22,23 +22,12 @@ import linecache
 import re
 
 import pytest
+from conftest import TINY_RUN
 from docs_pages import DirectiveError, fenced_blocks, name, pages, parse_directives
 
 BLOCKS = [b for page in pages() for b in fenced_blocks(page.read_text(encoding="utf-8"), name(page))]
 PY_BLOCKS = [b for b in BLOCKS if b.lang in ("python", "py")]
 MAX_SKIPS = 2  # blocks that cannot run here (a cluster, a package metarep does not depend on)
-
-# the run a `run DIR` comment makes: a second or so
-SMALL_RUN = (
-    "task.d=6",
-    "task.k=2",
-    "model.width=6",
-    "data.tasks=20",
-    "data.m_in=5",
-    "data.m_out=4",
-    "run.steps=20",
-    "run.eval_every=10",
-)
 
 
 def source(block) -> str:
@@ -54,7 +43,7 @@ def execute(block, namespace: dict) -> None:
     from metarep import load_config, train
 
     for folder, overrides in block.directives().runs:
-        train(load_config(None, [*SMALL_RUN, *overrides]), out=folder, progress=False)
+        train(load_config(None, [*TINY_RUN, *overrides]), out=folder, progress=False)
     code = source(block)
     linecache.cache[block.id] = (len(code), None, code.splitlines(keepends=True), block.id)  # tracebacks show it
     exec(compile(code, block.id, "exec"), namespace)

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import TINY_RUN
+from conftest import TINY_RUN, InProcess
 from typer.testing import CliRunner
 
 from metarep.checkpoint import CHECKPOINT, load
@@ -150,17 +150,6 @@ def test_evaluate_and_plot_on_a_failing_filesystem_are_one_line(tmp_path, monkey
     assert FAULTS[code] in line
     verify_run(run_dir)  # the run is as it was
     no_temporary_files(tmp_path)
-
-
-class InProcess:
-    """An executor that makes each run here (no worker processes to start)."""
-
-    def submit_all(self, fn, items, names=None):
-        for item in items:
-            yield item, fn(item)
-
-    def close(self, cancel=False):
-        pass
 
 
 def test_a_sweep_on_a_full_disk_is_one_line(tmp_path, monkeypatch):

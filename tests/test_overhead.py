@@ -9,7 +9,7 @@ from dataclasses import replace
 from pathlib import Path
 
 import pytest
-from conftest import TINY_RUN
+from conftest import TINY_RUN, InProcess
 
 from metarep import outputs, theory_finite
 from metarep.experiments import runner
@@ -64,17 +64,6 @@ def test_sizes_outside_the_table_are_sampled(monkeypatch):
         assert ginibre_constants(9) == ginibre_sample(9)
     finally:
         ginibre_constants.cache_clear()
-
-
-class InProcess:
-    """An executor that makes each run here, one after the other."""
-
-    def submit_all(self, fn, items, names=None):
-        for item in items:
-            yield item, fn(item)
-
-    def close(self, cancel=False):
-        pass
 
 
 SPEC = RunSpec(TINY_RUN, 0, figures=False)
