@@ -97,3 +97,20 @@ def test_plot_draws_a_figure_not_drawn_by_choice(tmp_path, monkeypatch):
     assert verify_run(d)["figures"]["dynamics.png"] == outputs.sha256_bytes((d / "dynamics.png").read_bytes())
     (d / "dynamics.png").unlink()  # drawn once, then lost: missing, drawn again by the runner
     assert stale_figures(d, verify_run(d)) == ["dynamics.png"]
+
+
+def test_an_evaluated_run_of_a_reproduction_draws_no_evaluation_figure_unless_asked(tmp_path, monkeypatch):
+    monkeypatch.setattr(runner, "make_executor", lambda jobs, scheduler: InProcess())
+    spec = RunSpec(TINY_RUN, 0, (5, 10), 20, figures=False)
+    store = tmp_path / "runs"
+    assert run_all([spec], store, progress=False)["ran"] == 1
+    d = store / spec.key()
+    summary = verify_run(d, require=("evaluation.json", "evaluation.csv"))
+    assert not (d / "evaluation.png").exists() and not (d / "dynamics.png").exists()
+    assert summary["figures"] == {"dynamics.png": None, "evaluation.png": None}
+    assert stale_figures(d, summary) == [] and sorted(stale_figures(d, summary, undrawn=True)) == [
+        "dynamics.png",
+        "evaluation.png",
+    ]
+    assert sorted(p.name for p in plot_run(d)) == ["dynamics.png", "evaluation.png"]  # drawn on request
+    assert stale_figures(d, verify_run(d)) == []

@@ -92,15 +92,17 @@ def evaluation_title(config: Any, run_name: str, alpha: float, steps: int) -> st
     )
 
 
-def save_evaluation(result: dict, out_dir: str | Path, title: str = "") -> dict[str, Path]:
-    """Write ``evaluation.json``, ``evaluation.csv`` and ``evaluation.png`` into ``out_dir`` (atomic)."""
-    from .plots import plot_risk
-
+def save_evaluation(result: dict, out_dir: str | Path, title: str = "", figure: bool = True) -> dict[str, Path]:
+    """Write ``evaluation.json``, ``evaluation.csv`` and (unless ``figure`` is False) ``evaluation.png`` into
+    ``out_dir`` (atomic); ``metarep plot`` draws a figure left out later."""
     out = Path(out_dir)
     paths = {"json": out / "evaluation.json", "csv": out / "evaluation.csv", "png": out / "evaluation.png"}
     write_result(paths["json"], to_json(result))
     write_csv(paths["csv"], rows(result))
-    plot_risk(result, {name: label(result, name) for name in result["estimators"]}, title, paths["png"])
+    if figure:
+        from .plots import plot_risk
+
+        plot_risk(result, {name: label(result, name) for name in result["estimators"]}, title, paths["png"])
     return paths
 
 

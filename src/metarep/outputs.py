@@ -93,9 +93,12 @@ def seal(
     write_json(out / SUMMARY, sealed_summary(summary, data, drawn))
 
 
-def seal_evaluation(out_dir: str | Path) -> None:
-    """Rewrite the finished run's ``summary.json`` so its manifest also covers the evaluation files."""
+def seal_evaluation(out_dir: str | Path, figure: bool = True) -> None:
+    """Rewrite the finished run's ``summary.json`` so its manifest also covers the evaluation files; with
+    ``figure=False`` ``evaluation.png`` is recorded as not drawn by choice (``None`` under ``figures``)."""
     summary = verify_run(out_dir)
+    if not figure:
+        summary = {**summary, FIGURES: {**(summary.get(FIGURES) or {}), **dict.fromkeys(EVALUATION_FIGURES)}}
     seal(out_dir, summary, RUN_FILES + EVALUATION_FILES, RUN_FIGURES + EVALUATION_FIGURES)
 
 

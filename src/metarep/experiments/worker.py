@@ -31,8 +31,9 @@ class RunSpec:
     """One training run (``overrides`` on the defaults, plus ``run.seed``) and its evaluation.
 
     ``m_test``: sample sizes of the one-step excess-risk evaluation (empty: none);
-    ``eval_tasks``: new tasks of that evaluation; ``figures``: draw the run's ``dynamics.png`` (False:
-    recorded as not drawn, ``metarep plot`` draws it later; not part of the run's key).
+    ``eval_tasks``: new tasks of that evaluation; ``figures``: draw the run's ``dynamics.png`` and
+    ``evaluation.png`` (False: recorded as not drawn, ``metarep plot`` draws them later; not part of the
+    run's key).
     """
 
     overrides: tuple[str, ...]
@@ -87,8 +88,8 @@ def package(spec: RunSpec, result, resumed: int) -> dict:
             ev = evaluate_run(
                 load_run(out), m_test=spec.m_test, n_tasks=spec.eval_tasks, progress=False, allow_long=True
             )
-            save_evaluation(ev, out)
-            seal_evaluation(out)  # the summary's manifest now covers the evaluation files too
+            save_evaluation(ev, out, figure=spec.figures)
+            seal_evaluation(out, figure=spec.figures)  # the summary's manifest now covers the evaluation files too
         files = {p.name: p.read_bytes() for p in sorted(out.iterdir()) if p.is_file() and not p.name.startswith(".")}
     return {"status": result.status, "message": result.message, "resumed": resumed, "files": files}
 
