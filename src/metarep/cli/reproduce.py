@@ -9,7 +9,9 @@ import typer
 from .common import PROGRESS, Interrupts, check_scheduler, fail, out_path, prepare_out
 
 RUN_FIGURES = typer.Option(
-    False, "--run-figures", help="Draw each run's dynamics.png (default: not drawn; metarep plot RUN_DIR draws it)."
+    False,
+    "--run-figures",
+    help="Draw each run's dynamics.png and evaluation.png (default: not drawn; metarep plot RUN_DIR draws them).",
 )
 MAX_SEEDS = 10_000
 # the names of metarep.experiments.EXPERIMENTS, for the help without importing torch (a test keeps them equal)
